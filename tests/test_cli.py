@@ -9,7 +9,9 @@ def test_help_lists_subcommands():
     assert r.returncode == 0
     for sub in ('index', 'demo'): assert sub in r.stdout
 
-@pytest.mark.parametrize('sub', ['index', 'demo'])
+from lesion_analysis.cli import COMMANDS
+
+@pytest.mark.parametrize('sub', sorted(COMMANDS))
 def test_every_subcommand_has_help(sub):
     r = cli(sub, '--help')
     assert r.returncode == 0 and 'usage: lesion-analysis ' + sub in r.stdout
@@ -73,3 +75,28 @@ def test_demo_end_to_end(tmp_path):
     assert 'validation balanced accuracy' in r.stdout
     assert (out/'history.csv').exists() and (out/'table.csv').exists() and len(list((out/'data'/'images').glob('*.jpg'))) >= 108
     assert not [p for p in tmp_path.iterdir() if p != out]  # everything under --out
+
+def test_preprocess_folder_with_bad_files(shared, tmp_path):
+    src = tmp_path/'in'; src.mkdir()
+    names = ['PH2_IMD008.jpg', 'ISIC_0000290.jpg', 'ISIC_0024468.jpg']
+    for n in names: (src/n).write_bytes((shared/'lesions'/'images'/n).read_bytes())
+    (src/'truncated.jpg').write_bytes((shared/'lesions'/'images'/names[0]).read_bytes()[:600])
+    (src/'fake.jpg').write_text('<html>not an image</html>')
+    before = _digest(src)
+    r = cli('preprocess', src, '--out', tmp_path/'cache', '--size', '96', '--workers', '2')
+    assert r.returncode == 0, r.stderr
+    assert '3 images' in r.stdout and '2 skipped' in r.stdout
+    [cache] = (tmp_path/'cache').iterdir()
+    table, skipped = pd.read_csv(cache/'table.csv'), pd.read_csv(cache/'skipped.csv')
+    assert sorted(Path(p).name for p in table.original_image) == sorted(names)
+    assert set(Path(p).name for p in skipped.image) == {'truncated.jpg', 'fake.jpg'} and skipped.reason.notna().all()
+    assert (table[['crop_x1', 'crop_y1']].to_numpy() <= table[['orig_width', 'orig_height']].to_numpy()).all()
+    assert _digest(src) == before
+    stamps = {p: p.stat().st_mtime_ns for p in cache.glob('*.jpg')}
+    assert cli('preprocess', src, '--out', tmp_path/'cache', '--size', '96').returncode == 0
+    assert {p: p.stat().st_mtime_ns for p in cache.glob('*.jpg')} == stamps
+
+def test_preprocess_bad_table(tmp_path):
+    (tmp_path/'t.csv').write_text('file,label\na.jpg,MEL\n')
+    r = cli('preprocess', tmp_path/'t.csv', '--out', tmp_path/'cache')
+    assert r.returncode == 2 and "missing column(s) ['image']" in r.stderr and 't.csv' in r.stderr
