@@ -1,0 +1,57 @@
+"`lesion-analysis train` end to end on tiny synthetic data, and its bad inputs."
+import json
+from pathlib import Path
+import pandas as pd, pytest, torch
+from conftest import cli
+from lesion_analysis.synthetic import make_synthetic
+
+@pytest.fixture(scope='module')
+def syn(tmp_path_factory):
+    d = tmp_path_factory.mktemp('syn'); make_synthetic(d, n_per_class=5, size=40, seed=3)
+    return d
+
+TINY = ['--size', '40', '--bs', '16', '--epochs', '1', '--freeze-epochs', '0', '--lr', '1e-3']
+
+def test_train_writes_a_loadable_model_dir(syn, tmp_path):
+    out = tmp_path/'model'
+    r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', out, *TINY)
+    assert r.returncode == 0, r.stderr
+    assert 'validation balanced accuracy' in r.stdout
+    for f in ('model.safetensors', 'config.json', 'export.pkl', 'history.csv', 'history.png'): assert (out/f).is_file(), f
+    cfg = json.loads((out/'config.json').read_text())
+    assert cfg['arch'] == 'tf_efficientnet_lite0' and cfg['size'] == 40 and len(cfg['classes']) == 9
+    from lesion_analysis.train import load_classifier
+    model, _ = load_classifier(out)
+    assert model(torch.zeros(1, 3, 40, 40)).shape == (1, 9)
+    # an existing model is never overwritten without --force
+    stamp = (out/'model.safetensors').stat().st_mtime_ns
+    r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', out, *TINY)
+    assert r.returncode == 2 and 'already holds a model' in r.stderr and '--force' in r.stderr
+    assert (out/'model.safetensors').stat().st_mtime_ns == stamp
+    assert cli('train', syn/'labels.csv', '--images', syn/'images', '--out', out, '--force', *TINY).returncode == 0
+    assert (out/'model.safetensors').stat().st_mtime_ns != stamp
+
+@pytest.mark.parametrize('args,message', [
+    (['--arch', 'resnet_nonexistent'], "unknown timm architecture 'resnet_nonexistent'"),
+    (['--schedule', 'cosine'], "unknown schedule 'cosine'"),
+])
+def test_train_bad_options(syn, tmp_path, args, message):
+    r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY, *args)
+    assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr
+
+def test_train_weights_that_do_not_fit(syn, tmp_path):
+    torch.save({'conv.weight': torch.zeros(4, 3, 3, 3)}, tmp_path/'other.pth')
+    r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY, '--pretrained', tmp_path/'other.pth')
+    assert r.returncode == 2 and 'other.pth' in r.stderr and 'weights do not fit' in r.stderr
+
+def test_train_class_without_training_images(syn, tmp_path):
+    df = pd.read_csv(syn/'labels.csv')
+    df['is_valid'] = df.label == 'DF'   # every DF image in validation
+    df.to_csv(tmp_path/'t.csv', index=False)
+    r = cli('train', tmp_path/'t.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY)
+    assert r.returncode == 2 and "['DF'] have no training images" in r.stderr
+
+def test_train_needs_labels(syn, tmp_path):
+    pd.read_csv(syn/'labels.csv')[['image']].to_csv(tmp_path/'t.csv', index=False)
+    r = cli('train', tmp_path/'t.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY)
+    assert r.returncode == 2 and 'no label column' in r.stderr
