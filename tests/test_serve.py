@@ -1,0 +1,92 @@
+"""The web service: API with the test client, a real server on loopback driven by headless Chromium, and a bounded load test."""
+import base64, io, json, os, shutil, socket, statistics, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+import httpx, pytest
+from PIL import Image
+from conftest import ROOT
+from lesion_analysis.core import CLASSES
+from lesion_analysis.synthetic import make_synthetic
+from lesion_analysis.datasets import read_table
+from lesion_analysis.train import train_classifier, Recipe
+
+ARTIFACTS = ROOT/'test_artifacts'
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+    "A small classifier trained in the test."
+    d = tmp_path_factory.mktemp('serve'); make_synthetic(d/'data', n_per_class=6, size=64, seed=6)
+    train_classifier(read_table(d/'data'/'labels.csv', images=d/'data'/'images'), d/'model', Recipe(size=64, bs=16, freeze_epochs=0, epochs=1, lr=1e-3))
+    return d/'model'
+
+@pytest.fixture(scope='module')
+def server(model):
+    "`lesion-analysis serve` on a free loopback port."
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    exe = Path(sys.executable).parent/'lesion-analysis'
+    proc = subprocess.Popen([str(exe), 'serve', str(model), '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f'http://127.0.0.1:{port}'
+    for _ in range(240):
+        try:
+            if httpx.get(url + '/health', timeout=1).status_code == 200: break
+        except httpx.HTTPError: time.sleep(0.5)
+    else:
+        proc.kill(); pytest.fail(f"the server did not start: {proc.stdout.read()[-3000:]}")
+    yield url
+    proc.terminate(); proc.wait(10)
+
+def test_api_answers_and_errors(model, shared):
+    from fastapi.testclient import TestClient
+    from lesion_analysis.serve import create_app
+    c = TestClient(create_app(model, max_upload_mb=0.5))
+    img = (shared/'lesions'/'images'/'PH2_IMD008.jpg').read_bytes()
+    j = c.post('/predict', files={'file': ('a.jpg', img, 'image/jpeg')}, data={'gradcam': 'true'}).json()
+    assert list(j['probabilities']) == CLASSES and j['top_class'] in CLASSES and j['model']['arch'] == 'tf_efficientnet_lite0'
+    assert Image.open(io.BytesIO(base64.b64decode(j['gradcam_png']))).size == Image.open(io.BytesIO(img)).size
+    assert set(j['unk']) >= {'flagged', 'score', 'threshold'}
+    for f, status in [(('x.jpg', b'GIF89a' + b'\0' * 20, 'image/gif'), 400), (('y.jpg', img[:1000], 'image/jpeg'), 400),
+                      (('z.jpg', b'\xff' * (2**20), 'image/jpeg'), 413)]:
+        r = c.post('/predict', files={'file': f})
+        assert r.status_code == status and r.json()['error'], (f[0], r.text)
+    assert c.get('/model').json()['classes'] and c.get('/openapi.json').status_code == 200
+
+def test_browser_upload_shows_probabilities_and_heatmap(server, shared):
+    chromium = shutil.which('chromium') or '/usr/bin/chromium'
+    if not Path(chromium).exists(): pytest.fail("Debian's chromium is not installed (.ci/run installs it with apt)")
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        page = browser.new_page(viewport={'width': 1100, 'height': 800})
+        page.goto(server + '/')
+        assert 'not a diagnosis' in page.inner_text('#disclaimer')
+        page.set_input_files('#file', str(shared/'lesions'/'images'/'ISIC_0024468.jpg'))
+        page.wait_for_selector('#bars .bar', timeout=60_000)
+        page.wait_for_function("document.getElementById('heatmap').naturalWidth > 0", timeout=60_000)
+        assert page.locator('#bars .bar').count() == 9 and 'Top class' in page.inner_text('#top')
+        page.screenshot(path=str(ARTIFACTS/'serve_page.png'), full_page=True)
+        browser.close()
+    assert (ARTIFACTS/'serve_page.png').stat().st_size > 10_000
+
+def test_load_200_requests_8_clients(server, shared):
+    names = ['ISIC_0024468.jpg', 'PH2_IMD008.jpg', 'ISIC_0000290.jpg', 'ISIC_0024511.jpg']
+    imgs = {n: (shared/'lesions'/'images'/n).read_bytes() for n in names}
+    post = lambda cl, n: cl.post(server + '/predict', files={'file': (n, imgs[n], 'image/jpeg')}, timeout=120)
+    with httpx.Client() as cl: single = {n: post(cl, n).json()['probabilities'] for n in names}
+    def one(i):
+        n = names[i % len(names)]
+        with httpx.Client() as cl:
+            t0 = time.perf_counter(); r = post(cl, n); dt = time.perf_counter() - t0
+        return n, r.status_code, (r.json()['probabilities'] if r.status_code == 200 else r.text), dt
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool: res = list(pool.map(one, range(200)))
+    wall = time.perf_counter() - t0
+    errors = [r for r in res if r[1] != 200]
+    assert not errors, errors[:3]
+    for n, _, probs, _ in res:
+        assert all(abs(probs[c] - single[n][c]) < 1e-5 for c in CLASSES), n
+    lat = sorted(r[3] for r in res)
+    figures = dict(requests=200, clients=8, errors=0, p50_ms=round(1000 * statistics.median(lat), 1),
+                   p95_ms=round(1000 * lat[int(0.95 * len(lat)) - 1], 1), requests_per_s=round(200 / wall, 1))
+    ARTIFACTS.mkdir(exist_ok=True); (ARTIFACTS/'serve_load.json').write_text(json.dumps(figures, indent=2))
+    print(figures)
