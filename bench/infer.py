@@ -1,0 +1,68 @@
+"""Inference on real images with the models of bench/train.py: TTA kinds, prior rescaling, an ensemble, UNK separation, speed.
+
+On the validation split of the training benchmark (the images in each model's valid_preds.csv):
+balanced accuracy and macro AUC without TTA, with each TTA kind, with prior rescaling, and for the mean of two models;
+the AUROC of the UNK score for the shared set's UNK images (a class held out of training) against the validation images;
+prediction throughput (JPEG decoding and preprocessing included) against a bare forward pass on decoded tensors, and the
+paper TTA's cost relative to one pass.
+
+    python bench/infer.py [--models recipe,recipe-effective]
+"""
+import argparse, time
+import numpy as np, pandas as pd, torch
+from sklearn.metrics import balanced_accuracy_score
+from common import lesions, report, RESULTS
+from lesion_analysis.datasets import read_table
+from lesion_analysis.infer import Classifier, predict, rescale_priors, ensemble, ood_auroc, fit_unk_threshold, unk_score
+from lesion_analysis.train import _macro_auc
+
+def scores(probs, labels, classes) -> dict:
+    "Balanced accuracy and macro AUC of `probs` (n x classes) against class-name `labels`."
+    y = np.array([classes.index(l) for l in labels])
+    return dict(balanced_accuracy=round(balanced_accuracy_score(y, probs.argmax(1)), 4), macro_auc=round(_macro_auc(probs, y), 4))
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__); p.add_argument('--models', default='recipe,recipe-effective')
+    a = p.parse_args()
+    names = a.models.split(',')
+    clfs = {n: Classifier(RESULTS/'models'/n) for n in names}
+    valid = pd.read_csv(RESULTS/'models'/names[0]/'valid_preds.csv')[['image', 'label']]
+    fig, preds = dict(n_valid=len(valid), models=names, accuracy={}), {}
+    for n, clf in clfs.items():
+        for tta in ('none', 'flips', 'paper', 'fastai'):
+            t0 = time.perf_counter(); pr = predict(clf, valid, tta=tta, progress=False); secs = time.perf_counter() - t0
+            probs = pr[clf.classes].to_numpy()
+            fig['accuracy'][f'{n}/tta={tta}'] = dict(**scores(probs, valid.label, clf.classes), seconds=round(secs, 1))
+            if tta == 'none':
+                preds[n] = pr
+                fig['accuracy'][f'{n}/rescaled priors'] = scores(rescale_priors(probs, clf.priors), valid.label, clf.classes)
+            print(n, tta, fig['accuracy'][f'{n}/tta={tta}'], flush=True)
+    classes = clfs[names[0]].classes
+    fig['accuracy']['ensemble mean/tta=none'] = scores(ensemble([preds[n] for n in names])[classes].to_numpy(), valid.label, classes)
+    # UNK: the shared set's UNK images were dropped from training, so they are a class the models never saw
+    d = lesions(); les = read_table(d/'labels.csv', images=d/'images')
+    unk_imgs = les[les.label == 'UNK']
+    clf = clfs[names[0]]
+    p_out = predict(clf, unk_imgs, progress=False)[clf.classes].to_numpy()
+    p_in = preds[names[0]][clf.classes].to_numpy()
+    rule = fit_unk_threshold(pd.read_csv(clf.path/'valid_preds.csv')[clf.classes].to_numpy())
+    fig['unk'] = {m: dict(auroc=round(ood_auroc(p_in, p_out, m), 4),
+                          flagged_unk_images=f"{int((unk_score(p_out, m) > fit_unk_threshold(p_in, m)['threshold']).sum())}/{len(p_out)}")
+                  for m in ('maxprob', 'entropy')}
+    fig['unk']['n_unk_images'] = len(p_out)
+    # speed: the library's predict (decode + crop + resize + pad + normalise + forward) vs a bare forward on decoded tensors
+    imgs = valid.head(128)
+    x = clf.to_batch([clf.prepare(i) for i in imgs.image[:32]])
+    xn = clf._norm(x)
+    def bare():
+        with torch.no_grad():
+            for _ in range(4): clf.model(xn)
+    bare(); t0 = time.perf_counter(); bare(); t_bare = time.perf_counter() - t0
+    t0 = time.perf_counter(); predict(clf, imgs, progress=False); t_lib = time.perf_counter() - t0
+    t0 = time.perf_counter(); clf.predict_batch(x); t_one = time.perf_counter() - t0
+    t0 = time.perf_counter(); clf.predict_batch(x, 'paper'); t_paper = time.perf_counter() - t0
+    fig['speed'] = dict(images=128, size=clf.size, bare_forward_images_per_s=round(128 / t_bare, 1), predict_images_per_s=round(128 / t_lib, 1),
+                        predict_vs_bare=round(t_bare / t_lib, 3), paper_tta_cost_vs_one_pass=round(t_paper / t_one, 2))
+    report('infer', fig)
+
+if __name__ == '__main__': main()
