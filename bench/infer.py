@@ -30,7 +30,7 @@ def main():
     fig, preds = dict(n_valid=len(valid), models=names, accuracy={}), {}
     for n, clf in clfs.items():
         for tta in ('none', 'flips', 'paper', 'fastai'):
-            t0 = time.perf_counter(); pr = predict(clf, valid, tta=tta, progress=False); secs = time.perf_counter() - t0
+            t0 = time.perf_counter(); pr = predict(clf, valid, tta=tta, rescale=False, progress=False); secs = time.perf_counter() - t0
             probs = pr[clf.classes].to_numpy()
             fig['accuracy'][f'{n}/tta={tta}'] = dict(**scores(probs, valid.label, clf.classes), seconds=round(secs, 1))
             if tta == 'none':
@@ -43,7 +43,7 @@ def main():
     d = lesions(); les = read_table(d/'labels.csv', images=d/'images')
     unk_imgs = les[les.label == 'UNK']
     clf = clfs[names[0]]
-    p_out = predict(clf, unk_imgs, progress=False)[clf.classes].to_numpy()
+    p_out = predict(clf, unk_imgs, rescale=False, progress=False)[clf.classes].to_numpy()
     p_in = preds[names[0]][clf.classes].to_numpy()
     rule = fit_unk_threshold(pd.read_csv(clf.path/'valid_preds.csv')[clf.classes].to_numpy())
     fig['unk'] = {m: dict(auroc=round(ood_auroc(p_in, p_out, m), 4),
@@ -58,7 +58,7 @@ def main():
         with torch.no_grad():
             for _ in range(4): clf.model(xn)
     bare(); t0 = time.perf_counter(); bare(); t_bare = time.perf_counter() - t0
-    t0 = time.perf_counter(); predict(clf, imgs, progress=False); t_lib = time.perf_counter() - t0
+    t0 = time.perf_counter(); predict(clf, imgs, rescale=False, progress=False); t_lib = time.perf_counter() - t0
     t0 = time.perf_counter(); clf.predict_batch(x); t_one = time.perf_counter() - t0
     t0 = time.perf_counter(); clf.predict_batch(x, 'paper'); t_paper = time.perf_counter() - t0
     fig['speed'] = dict(images=128, size=clf.size, bare_forward_images_per_s=round(128 / t_bare, 1), predict_images_per_s=round(128 / t_lib, 1),

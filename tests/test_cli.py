@@ -73,7 +73,8 @@ def test_demo_end_to_end(tmp_path):
     m = json.loads((out/'metrics.json').read_text())
     assert m['balanced_accuracy'] > 1 / 9 and m['n_valid'] > 0
     assert 'validation balanced accuracy' in r.stdout
-    assert (out/'history.csv').exists() and (out/'table.csv').exists() and len(list((out/'data'/'images').glob('*.jpg'))) >= 108
+    for f in ('table.csv', 'model/history.csv', 'model/history.png', 'model/model.safetensors', 'model/config.json'): assert (out/f).exists(), f
+    assert len(list((out/'data'/'images').glob('*.jpg'))) >= 108 and list((out/'confused').glob('confused_*.png'))
     assert not [p for p in tmp_path.iterdir() if p != out]  # everything under --out
 
 def test_preprocess_folder_with_bad_files(shared, tmp_path):
