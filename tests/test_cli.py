@@ -101,3 +101,9 @@ def test_preprocess_bad_table(tmp_path):
     (tmp_path/'t.csv').write_text('file,label\na.jpg,MEL\n')
     r = cli('preprocess', tmp_path/'t.csv', '--out', tmp_path/'cache')
     assert r.returncode == 2 and "missing column(s) ['image']" in r.stderr and 't.csv' in r.stderr
+
+def test_preprocess_when_every_image_is_bad(tmp_path):
+    (tmp_path/'in').mkdir(); (tmp_path/'in'/'fake.jpg').write_text('not an image')
+    r = cli('preprocess', tmp_path/'in', '--out', tmp_path/'cache', '--size', '64')
+    assert r.returncode == 0, r.stderr
+    assert '0 images' in r.stdout and '1 skipped' in r.stdout
