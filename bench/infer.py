@@ -53,7 +53,7 @@ def main():
     # speed: the library's predict (decode + crop + resize + pad + normalise + forward) vs a bare forward on decoded tensors
     imgs = valid.head(128)
     x = clf.to_batch([clf.prepare(i) for i in imgs.image[:32]])
-    xn = clf._norm(x)
+    xn = clf.normalise(x)
     def bare():
         with torch.no_grad():
             for _ in range(4): clf.model(xn)
