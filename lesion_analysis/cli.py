@@ -11,10 +11,10 @@ from .core import *
 from . import datasets as ds
 
 # %% auto #0
-__all__ = ['COMMANDS', 'RECIPE_HELP', 'command', 'index_args', 'run_index', 'preprocess_args', 'run_preprocess',
-           'add_recipe_args', 'recipe_from', 'train_args', 'run_train', 'predict_args', 'run_predict', 'evaluate_args',
-           'run_evaluate', 'ensemble_args', 'run_ensemble', 'explain_args', 'run_explain', 'serve_args', 'run_serve',
-           'demo_args', 'run_demo', 'parser', 'main']
+__all__ = ['COMMANDS', 'RECIPE_HELP', 'RECIPE_DEFAULTS', 'command', 'index_args', 'run_index', 'preprocess_args',
+           'run_preprocess', 'add_recipe_args', 'recipe_from', 'train_args', 'run_train', 'predict_args', 'run_predict',
+           'evaluate_args', 'run_evaluate', 'ensemble_args', 'run_ensemble', 'explain_args', 'run_explain',
+           'segment_args', 'run_segment', 'serve_args', 'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #6a457ee5
 COMMANDS = {}
@@ -111,14 +111,19 @@ def run_preprocess(a):
           + (f" (reasons in {cache/'skipped.csv'})" if skipped else ''))
     return out
 
-# %% ../nbs/12_cli.ipynb #2c6b6567
+# %% ../nbs/12_cli.ipynb #5ef391c3
 RECIPE_HELP = dict(arch='timm architecture', pretrained="weights: auto, hub, lite, a file, or none", size='input size (pixels)',
                    aug='augmentation preset (isic2019, fastai, none)', oversample='oversample rare classes',
                    loss='plain, inverse (frequency) or effective (number of samples) weighted cross-entropy',
                    lr='learning rate (default: lr_find\'s suggestion)', freeze_epochs='epochs with the body frozen',
                    epochs='unfrozen one-cycle epochs', schedule='one_cycle or sgdr', cycles='SGDR cycles', cycle_len='epochs of the first SGDR cycle',
                    cycle_mult='SGDR cycle length multiplier', patience='stop after this many epochs without a better balanced accuracy',
-                   crop='crop the dermoscope frame', valid_pct='validation fraction (lesion-grouped)')
+                   crop='crop the dermoscope frame', valid_pct='validation fraction (lesion-grouped)',
+                   task='classification or segmentation (a U-Net on image and mask pairs)',
+                   lesion_margin='train on lesion-centred crops: the lesion box grown by this fraction on each side',
+                   metadata="fuse the table's metadata: auto (the known fields present) or a comma-separated list of columns",
+                   meta_dropout='probability of hiding all of an image\'s metadata in training')
+RECIPE_DEFAULTS = dict(loss='plain for classification, dice_ce for segmentation (also ce, focal, dice_focal)')
 
 def add_recipe_args(p):
     "An option for every field of `Recipe`, with its default."
@@ -128,8 +133,8 @@ def add_recipe_args(p):
         if isinstance(default, bool):
             if default: p.add_argument('--no-' + f.name.replace('_', '-'), dest=f.name, action='store_false', help=f'do not {help}')
             else: p.add_argument(flag, action='store_true', help=help)
-        else: p.add_argument(flag, type=type(default) if default is not None else float if f.name == 'lr' else int,
-                             default=default, help=f'{help} (default: {default})')
+        else: p.add_argument(flag, type={'int': int, 'float': float}.get(str(f.type).split('|')[0].strip(), str), default=default,
+                             help=f"{help} (default: {RECIPE_DEFAULTS.get(f.name, default)})")
 
 def recipe_from(a):
     "The `Recipe` of parsed arguments `a`."
@@ -138,28 +143,43 @@ def recipe_from(a):
     if str(kw['pretrained']).lower() == 'none': kw['pretrained'] = None
     return Recipe(**kw)
 
-@command('train', 'train a classifier and save it as a model directory')
+@command('train', 'train a classifier (or a segmentation U-Net) and save it as a model directory')
 def train_args(p):
-    p.add_argument('table', type=Path, help='table CSV (image, label[, split_group/lesion_id, is_valid]) or a folder per class')
+    p.add_argument('table', type=Path, help='table CSV (image, label or mask[, split_group/lesion_id, is_valid]) or a folder per class')
     p.add_argument('--images', type=Path, help='folder the image column is relative to')
     p.add_argument('--out', type=Path, required=True, help='model directory to write')
     p.add_argument('--cache', type=Path, help='preprocessing cache (default: OUT/cache)')
     p.add_argument('--force', action='store_true', help='overwrite a model already in OUT')
+    p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions for --lesion-margin')
     add_recipe_args(p)
     return run_train
+
+def _train_segmenter(a, recipe):
+    "`train --task segmentation`: a U-Net on the image and mask pairs of `a.table`."
+    from lesion_analysis.segment import train_segmenter
+    df = ds.read_mask_pairs(a.table, a.images, skip_bad=True)
+    learn, cfg = train_segmenter(df, a.out, recipe, cache=a.cache, force=a.force)
+    skipped = df.attrs['skipped'] + (pd.read_csv(a.out/'skipped.csv').to_dict('records') if (a.out/'skipped.csv').is_file() else [])
+    if skipped: write_csv(pd.DataFrame(skipped), a.out/'skipped.csv')
+    v = cfg['valid']
+    print(f"validation Jaccard {v['jaccard']:.3f}, Dice {v['dice']:.3f}, {v['failures_under_065']:.0%} of images under 0.65 "
+          f"(best epoch {v['best_epoch']}); {len(skipped)} pairs skipped" + (f" (reasons in {a.out/'skipped.csv'})" if skipped else '') + f"; model in {a.out}")
+    return cfg
 
 def run_train(a):
     from lesion_analysis.train import train_classifier, check_model_dir_free
     recipe = recipe_from(a); check_model_dir_free(a.out, a.force)
+    if recipe.task == 'segmentation': return _train_segmenter(a, recipe)
     df = ds.read_inputs(a.table, a.images)
     if df.label.isna().all(): raise LesionDataError(a.table, "no label column: training needs a label per image")
-    learn, cfg = train_classifier(df, a.out, recipe, cache=a.cache, force=a.force)
+    seg = _segmenter(a.segmenter)
+    learn, cfg = train_classifier(df, a.out, recipe, cache=a.cache, force=a.force, segmenter=seg)
     v = cfg['valid']
     print(f"validation balanced accuracy {v['balanced_accuracy']:.3f}, macro AUC {v['macro_auc']:.3f} (best epoch {v['best_epoch']}); "
           f"model in {a.out}")
     return cfg
 
-# %% ../nbs/12_cli.ipynb #a245f8ca
+# %% ../nbs/12_cli.ipynb #809de3b7
 @command('predict', 'predict images with a model directory and write an ISIC submission CSV')
 def predict_args(p):
     p.add_argument('model', type=Path, help='model directory (from lesion-analysis train)')
@@ -171,8 +191,14 @@ def predict_args(p):
                    help='divide by the training class priors and renormalise (rescale), or not (keep); auto: rescale for models '
                         'trained with the unweighted loss, where it raised balanced accuracy on real images')
     p.add_argument('--unk', choices=['maxprob', 'entropy'], help='flag out-of-distribution images as UNK (models without UNK)')
+    p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions, for a model trained on lesion crops')
     p.add_argument('--bs', type=int, default=32)
     return run_predict
+
+def _segmenter(path):
+    "The segmentation model in `path`, or None."
+    from lesion_analysis.segment import Segmenter
+    return Segmenter(path) if path else None
 
 def _predict_members(models, a) -> list:
     "Predictions of each model directory in `models` on `a.inputs`."
@@ -184,7 +210,7 @@ def _predict_members(models, a) -> list:
         rescale = {'auto': None, 'rescale': True, 'keep': False}[a.priors]
         unk = model_unk_rule(clf, a.unk, rescale=rescale) if getattr(a, 'unk', None) else None
         out = a.out if len(models) == 1 else None
-        res.append(predict(clf, df, out=out, bs=a.bs, tta=a.tta, rescale=rescale, unk=unk, isic=True))
+        res.append(predict(clf, df, out=out, bs=a.bs, tta=a.tta, rescale=rescale, unk=unk, isic=True, segmenter=_segmenter(getattr(a, 'segmenter', None))))
         res[-1].attrs['skipped'] = df.attrs['skipped'] + res[-1].attrs['skipped']
     return res
 
@@ -192,7 +218,9 @@ def run_predict(a):
     from lesion_analysis.infer import to_isic
     res = _predict_members([a.model], a)[0]
     flagged = f", {int(res.unk_flag.sum())} flagged UNK" if 'unk_flag' in res else ''
-    print(f"{len(res)} images predicted{flagged}, written to {a.out}; {len(res.attrs['skipped'])} skipped")
+    problems = res.attrs.get('metadata_problems', [])
+    print(f"{len(res)} images predicted{flagged}, written to {a.out}; {len(res.attrs['skipped'])} skipped"
+          + (f"; {len(problems)} metadata values treated as missing (listed in {a.out.with_name(a.out.stem + '_metadata_problems.csv')})" if problems else ''))
     return to_isic(res)
 
 @command('evaluate', 'score a prediction CSV against the truth: ISIC metric table, plots, confused pairs')
@@ -276,7 +304,30 @@ def run_explain(a):
     print(f"{len(a.images)} images explained with {a.method}: {page}")
     return page
 
-# %% ../nbs/12_cli.ipynb #01ef4f4c
+# %% ../nbs/12_cli.ipynb #0f8691c4
+@command('segment', 'segment lesions with a segmentation model directory: binary masks, overlays and lesion boxes')
+def segment_args(p):
+    from lesion_analysis.segment import SEG_TTA
+    p.add_argument('model', type=Path, help='segmentation model directory (from lesion-analysis train --task segmentation)')
+    p.add_argument('images', type=Path, nargs='+', help='a table CSV (image column), a folder, or image files')
+    p.add_argument('--out', type=Path, required=True, help='folder for the masks, overlays and masks.csv')
+    p.add_argument('--images-dir', dest='images_dir', type=Path, help='folder the image column of a table is relative to')
+    p.add_argument('--tta', choices=list(SEG_TTA), default='flips', help='mask test-time augmentation (default: flips)')
+    p.add_argument('--threshold', type=float, default=0.5, help='lesion probability above which a pixel is lesion')
+    p.add_argument('--bs', type=int, default=16)
+    return run_segment
+
+def run_segment(a):
+    from lesion_analysis.segment import segment_images
+    seg = _segmenter(a.model)  # a bad model directory fails before the inputs are read
+    df = ds.read_inputs(a.images, a.images_dir, skip_missing=True)
+    res = segment_images(seg, df.image, a.out, a.tta, a.bs, a.threshold)
+    skipped = df.attrs['skipped'] + res.attrs['skipped']
+    print(f"{len(res)} images segmented into {a.out} ({(~res.lesion_found).sum()} without a lesion found); {len(skipped)} skipped"
+          + (f" (reasons in {a.out/'skipped.csv'})" if skipped else ''))
+    return res
+
+# %% ../nbs/12_cli.ipynb #74cede52
 @command('serve', 'serve a model directory over HTTP: a page to upload images, /predict, /health, /model, /docs')
 def serve_args(p):
     p.add_argument('model', type=Path, help='model directory')
@@ -284,16 +335,17 @@ def serve_args(p):
     p.add_argument('--port', type=int, default=8000)
     p.add_argument('--max-upload-mb', type=float, default=20, help='largest upload accepted (MB)')
     p.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (each loads the model)')
+    p.add_argument('--segmenter', type=Path, help='segmentation model directory, for a model trained on lesion-centred crops')
     return run_serve
 
 def run_serve(a):
     import os, uvicorn
     from lesion_analysis.serve import create_app
-    from lesion_analysis.train import load_classifier
     if a.workers == 1:  # load the model once, here, so a bad model directory fails with a clear message
-        return uvicorn.run(create_app(a.model, a.max_upload_mb), host=a.host, port=a.port, log_level='info')
-    load_classifier(a.model)  # several workers load it themselves: check it first
-    os.environ.update(LESION_ANALYSIS_MODEL=str(Path(a.model).resolve()), LESION_ANALYSIS_MAX_UPLOAD_MB=str(a.max_upload_mb))
+        return uvicorn.run(create_app(a.model, a.max_upload_mb, segmenter=a.segmenter), host=a.host, port=a.port, log_level='info')
+    create_app(a.model, a.max_upload_mb, segmenter=a.segmenter)  # several workers load it themselves: check it first
+    os.environ.update(LESION_ANALYSIS_MODEL=str(Path(a.model).resolve()), LESION_ANALYSIS_MAX_UPLOAD_MB=str(a.max_upload_mb),
+                      LESION_ANALYSIS_SEGMENTER=str(Path(a.segmenter).resolve()) if a.segmenter else '')
     uvicorn.run('lesion_analysis.serve:app_from_env', factory=True, host=a.host, port=a.port, workers=a.workers, log_level='info')
 
 # %% ../nbs/12_cli.ipynb #5bf84853

@@ -37,14 +37,17 @@ class LesionDataError(ValueError):
     "Bad input: the message names the file and what is wrong with it."
     def __init__(self, path, problem): super().__init__(f"{path}: {problem}")
 
-# %% ../nbs/00_core.ipynb #c28a8908
+# %% ../nbs/00_core.ipynb #2e275d57
 def make_table(df:pd.DataFrame, source:str) -> pd.DataFrame:
     "Give `df` the standard columns (missing ones as NA), in order, with `source` filled in."
     df = df.copy()
     if 'source' not in df or df['source'].isna().all(): df['source'] = source
     for c in TABLE_COLUMNS:
         if c not in df: df[c] = pd.NA
-    df['age'] = pd.to_numeric(df['age'], errors='coerce')
+    age = pd.to_numeric(df['age'], errors='coerce')
+    if (bad := df['age'][age.isna() & df['age'].notna()]).size:
+        warnings.warn(f"{source}: {bad.size} age value(s) that are not numbers read as missing, e.g. {bad.astype(str).unique()[:3].tolist()}")
+    df['age'] = age
     for c in ('lesion_id', 'patient_id', 'sex', 'site', 'diagnosis'):
         df[c] = df[c].astype('string').str.strip().replace('', pd.NA)
     df['image'] = df['image'].astype(str)

@@ -37,13 +37,13 @@ def oversample_weights(labels:pd.Series) -> np.ndarray:
     "Per-image sampling weights that make every class equally likely."
     return (1.0 / labels.map(labels.value_counts())).to_numpy(dtype=float)
 
-# %% ../nbs/04_data.ipynb #de4bdf7c
+# %% ../nbs/04_data.ipynb #ea334d88
 def _with_paths(df:pd.DataFrame, images) -> pd.DataFrame:
     "Table with `image` made absolute against `images`."
     return df if images is None else df.assign(image=[str(Path(images)/p) for p in df.image])
 
 def lesion_dls(df:pd.DataFrame, images=None, size:int=224, bs:int=32, aug:str='isic2019', oversample:bool=False,
-               stats=imagenet_stats, valid_pct:float=0.15, seed:int=42, num_workers:int=0, **kwargs):
+               stats=imagenet_stats, valid_pct:float=0.15, seed:int=42, num_workers:int=0, inputs=(), **kwargs):
     "fastai DataLoaders over lesion table `df` (see above for the options)."
     df = _with_paths(df.dropna(subset=['label']), images)
     if 'is_valid' not in df: df = split_by_lesion(df, valid_pct=valid_pct, seed=seed)
@@ -51,8 +51,9 @@ def lesion_dls(df:pd.DataFrame, images=None, size:int=224, bs:int=32, aug:str='i
     train_classes = set(df.label[~df.is_valid])
     if missing := [c for c in table_vocab(df) if c not in train_classes]:
         raise LesionDataError('table', f"class(es) {missing} have no training images (only validation ones)")
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=table_vocab(df), sort=False)),
-                       get_x=ColReader('image'), get_y=ColReader('label'), splitter=ColSplitter('is_valid'),
+    xs = [(ImageBlock, ColReader('image')), *inputs]
+    dblock = DataBlock(blocks=(*[b for b, _ in xs], CategoryBlock(vocab=table_vocab(df), sort=False)), n_inp=len(xs),
+                       get_x=[g for _, g in xs], get_y=ColReader('label'), splitter=ColSplitter('is_valid'),
                        item_tfms=Resize(size, method=ResizeMethod.Pad, pad_mode=PadMode.Zeros),
                        batch_tfms=[*aug_preset(aug), Normalize.from_stats(*stats)])
     common = dict(bs=bs, num_workers=num_workers, **kwargs)

@@ -344,7 +344,7 @@ def combine(*tables:pd.DataFrame, conflicts='report', check_bytes=True) -> pd.Da
                  'skipped': [s for t in tables for s in t.attrs.get('skipped', [])]}
     return out
 
-# %% ../nbs/01_datasets.ipynb #86862876
+# %% ../nbs/01_datasets.ipynb #bd7741ec
 def lesion_groups(df:pd.DataFrame) -> pd.Series:
     "The grouping key: `split_group`, else `lesion_id`, else the image itself."
     g = pd.Series(pd.NA, index=df.index, dtype='string')
@@ -353,14 +353,18 @@ def lesion_groups(df:pd.DataFrame) -> pd.Series:
     return g.fillna(df.image.astype('string'))
 
 def kfold_by_lesion(df:pd.DataFrame, k=5, seed=42) -> pd.DataFrame:
-    "Add a `fold` column (0..k-1), stratified by label and grouped by lesion."
+    "Add a `fold` column (0..k-1), stratified by label (when there is one: a mask-pair table has none) and grouped by lesion."
     if k < 2: raise ValueError(f"k must be at least 2, not {k}")
     df = df.reset_index(drop=True).copy()
     fold = np.zeros(len(df), dtype=int)
     skf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    labels = df.label.astype(str) if 'label' in df else pd.Series('', index=df.index)
+    if (n := labels.value_counts()).min() < k:
+        raise ValueError(f"class {n.idxmin()!r} has {n.min()} image(s), too few to stratify {k} lesion-grouped folds: "
+                         "add images, use fewer folds (a larger validation fraction), or give an is_valid column")
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='The least populated class')
-        for i, (_, vi) in enumerate(skf.split(df, df.label.astype(str), lesion_groups(df))): fold[vi] = i
+        for i, (_, vi) in enumerate(skf.split(df, labels, lesion_groups(df))): fold[vi] = i
     df['fold'] = fold
     return df
 

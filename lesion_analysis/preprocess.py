@@ -17,7 +17,7 @@ from .core import *
 # %% auto #0
 __all__ = ['CROP_VERSION', 'BOX_COLUMNS', 'dark_mask', 'frame_mask', 'crop_box', 'crop_border', 'crop_caption',
            'resize_keep_aspect', 'mask_box', 'expand_box', 'gamma_correct', 'shades_of_gray', 'Gamma', 'ShadesOfGray',
-           'Preprocessor', 'preprocess']
+           'jpeg_roundtrip', 'Preprocessor', 'lesion_box_lookup', 'preprocess']
 
 # %% ../nbs/03_preprocess.ipynb #18d57ece
 def dark_mask(img:np.ndarray, thresh:int=30, rel:float=0.4) -> np.ndarray:
@@ -119,7 +119,13 @@ class ShadesOfGray(_ArrayTfm):
     "fastai item transform: `shades_of_gray`."
     def __init__(self, p=6): self.fn, self.kw = shades_of_gray, dict(p=p)
 
-# %% ../nbs/03_preprocess.ipynb #71d656ad
+# %% ../nbs/03_preprocess.ipynb #5bccd2af
+def jpeg_roundtrip(img:np.ndarray, quality:int=95) -> np.ndarray:
+    "`img` as it reads back after saving as a JPEG of `quality` (as the training cache stored it)."
+    ok, buf = cv2.imencode('.jpg', cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return np.asarray(PILImage.create(buf.tobytes()))  # decoded by PIL, as fastai decoded the cache
+
+# %% ../nbs/03_preprocess.ipynb #3f5dfa72
 CROP_VERSION = 2  # part of the cache name: a change to the cropping rule must not reuse old caches
 
 class Preprocessor:
@@ -174,7 +180,7 @@ def _run(args): return args[0](*args[1:])
 
 BOX_COLUMNS = ['crop_x0', 'crop_y0', 'crop_x1', 'crop_y1', 'orig_width', 'orig_height']
 
-def _lesion_boxes(df:pd.DataFrame, images=None, masks=None) -> dict:
+def lesion_box_lookup(df:pd.DataFrame, images=None, masks=None) -> dict:
     "Source path to lesion box (from x0, y0, x1, y1 columns) or mask path (from a `mask` column, relative to `masks`)."
     src = [str(Path(images)/p) if images else str(p) for p in df.image]
     if {'x0', 'y0', 'x1', 'y1'} <= set(df.columns): return dict(zip(src, df[['x0', 'y0', 'x1', 'y1']].astype(int).itertuples(index=False, name=None)))
@@ -194,7 +200,7 @@ def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|
     todo = [s for s in dict.fromkeys(src) if s not in have]
     records = done.to_dict('records')
     workers = workers or os.cpu_count()
-    boxes = _lesion_boxes(df, images, images if masks is None else masks) if proc.lesion_margin is not None else {}
+    boxes = lesion_box_lookup(df, images, images if masks is None else masks) if proc.lesion_margin is not None else {}
     if todo:
         jobs = [(proc, s, cache/_cache_name(s), boxes.get(s)) for s in todo]
         with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:

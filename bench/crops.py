@@ -1,0 +1,36 @@
+"""Lesion-centred crops: classification with the frame crop against crops around the lesion that the segmentation model finds.
+
+Same recipe (tf_efficientnet_lite0, offline ImageNet weights), budget and lesion-grouped split (shared/data/lesions, UNK
+dropped, 15% validation by `split_group`) for both; the lesion boxes come from bench/results/models/segmenter (run
+bench/segment.py first), the largest predicted region grown by --margin on each side.
+
+    python bench/crops.py [--margin 0.2] [--size 160] [--epochs 4]
+"""
+import argparse, time
+from common import lesions, report, RESULTS
+from variants import train_variant
+from lesion_analysis.core import write_csv
+from lesion_analysis.datasets import read_table, split_by_lesion
+from lesion_analysis.segment import Segmenter, lesion_boxes
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument('--margin', type=float, default=0.2); p.add_argument('--size', type=int, default=160)
+    p.add_argument('--epochs', type=int, default=4); p.add_argument('--seed', type=int, default=42)
+    a = p.parse_args()
+    d = lesions()
+    df = read_table(d/'labels.csv', images=d/'images')
+    df = split_by_lesion(df[df.label != 'UNK'], valid_pct=0.15, seed=a.seed)
+    seg = Segmenter(RESULTS/'models'/'segmenter')
+    t0 = time.time(); boxed = lesion_boxes(seg, df, tta='flips'); box_minutes = round((time.time() - t0) / 60, 1)
+    write_csv(boxed[['image', 'x0', 'y0', 'x1', 'y1', 'lesion_fraction', 'lesion_found']], RESULTS/'crops_boxes.csv')
+    budget = dict(size=a.size, epochs=a.epochs, freeze_epochs=1, seed=a.seed)
+    figures = dict(n_train=int((~df.is_valid).sum()), n_valid=int(df.is_valid.sum()), budget=budget, margin=a.margin,
+                   segmenter=seg.config['valid'], lesion_found=round(float(boxed.lesion_found.mean()), 4),
+                   median_lesion_fraction=round(float(boxed.lesion_fraction.median()), 4), box_minutes=box_minutes, variants={})
+    for name, kw in [(f'lesions-{a.size}-frame', {}), (f'lesions-{a.size}-lesion{a.margin}', dict(lesion_margin=a.margin))]:
+        figures['variants'][name] = train_variant(boxed, name, **budget, **kw)
+        print(name, figures['variants'][name], flush=True)
+        report('crops', figures)
+
+if __name__ == '__main__': main()
