@@ -344,7 +344,7 @@ def combine(*tables:pd.DataFrame, conflicts='report', check_bytes=True) -> pd.Da
                  'skipped': [s for t in tables for s in t.attrs.get('skipped', [])]}
     return out
 
-# %% ../nbs/01_datasets.ipynb #bd7741ec
+# %% ../nbs/01_datasets.ipynb #7fc32c3d
 def lesion_groups(df:pd.DataFrame) -> pd.Series:
     "The grouping key: `split_group`, else `lesion_id`, else the image itself."
     g = pd.Series(pd.NA, index=df.index, dtype='string')
@@ -359,8 +359,8 @@ def kfold_by_lesion(df:pd.DataFrame, k=5, seed=42) -> pd.DataFrame:
     fold = np.zeros(len(df), dtype=int)
     skf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     labels = df.label.astype(str) if 'label' in df else pd.Series('', index=df.index)
-    if (n := labels.value_counts()).min() < k:
-        raise ValueError(f"class {n.idxmin()!r} has {n.min()} image(s), too few to stratify {k} lesion-grouped folds: "
+    if (n := labels.value_counts()).max() < k:
+        raise ValueError(f"every class has fewer than {k} images (at most {n.max()}), too few to stratify {k} lesion-grouped folds: "
                          "add images, use fewer folds (a larger validation fraction), or give an is_valid column")
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='The least populated class')
