@@ -2,7 +2,7 @@
 
 Same recipe (tf_efficientnet_lite0, offline ImageNet weights), budget and lesion-grouped split (shared/data/lesions, UNK
 dropped, 15% validation by `split_group`) for both; the lesion boxes come from bench/results/models/segmenter (run
-bench/segment.py first), the largest predicted region grown by --margin on each side.
+bench/segment.py first), the largest predicted region (no mask TTA, for time) grown by --margin on each side.
 
     python bench/crops.py [--margin 0.2] [--size 160] [--epochs 4]
 """
@@ -22,7 +22,7 @@ def main():
     df = read_table(d/'labels.csv', images=d/'images')
     df = split_by_lesion(df[df.label != 'UNK'], valid_pct=0.15, seed=a.seed)
     seg = Segmenter(RESULTS/'models'/'segmenter')
-    t0 = time.time(); boxed = lesion_boxes(seg, df, tta='flips'); box_minutes = round((time.time() - t0) / 60, 1)
+    t0 = time.time(); boxed = lesion_boxes(seg, df, tta='none'); box_minutes = round((time.time() - t0) / 60, 1)
     write_csv(boxed[['image', 'x0', 'y0', 'x1', 'y1', 'lesion_fraction', 'lesion_found']], RESULTS/'crops_boxes.csv')
     budget = dict(size=a.size, epochs=a.epochs, freeze_epochs=1, seed=a.seed)
     figures = dict(n_train=int((~df.is_valid).sum()), n_valid=int(df.is_valid.sum()), budget=budget, margin=a.margin,

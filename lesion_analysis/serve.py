@@ -120,7 +120,7 @@ def app_from_env() -> FastAPI:
     return create_app(os.environ['LESION_ANALYSIS_MODEL'], float(os.environ.get('LESION_ANALYSIS_MAX_UPLOAD_MB', 20)),
                       segmenter=os.environ.get('LESION_ANALYSIS_SEGMENTER') or None)
 
-# %% ../nbs/11_serve.ipynb #556a144e
+# %% ../nbs/11_serve.ipynb #9e1957bf
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{TITLE}}</title>
@@ -132,7 +132,7 @@ PAGE = """<!doctype html>
  .row{display:flex;gap:1.5em;flex-wrap:wrap} .row img{max-width:300px;max-height:300px;border-radius:6px}
  .bar{display:flex;align-items:center;margin:3px 0;font-size:14px} .bar span{width:3.5em}
  .bar div{background:#4a7bd0;height:14px;margin-right:.5em} .top div{background:#d0644a}
- #status{color:#666} .error{color:#b00020}
+ #status{color:#666} .error{color:#b00020} #meta label{margin-right:1.2em}
 </style></head><body>
 <h1>{{TITLE}}</h1>
 <p class="warn" id="disclaimer"><b>Research tool, not a diagnosis.</b> This model has not been validated for clinical use; its output
@@ -159,7 +159,7 @@ async function send(file){
     }
     $('top').textContent = `Top class: ${j.top_class_name} (${(100 * j.top_probability).toFixed(1)}%)` + (j.unk.flagged ? ' - flagged as unlike the training images (UNK)' : '');
     $('heatmap').src = 'data:image/png;base64,' + j.gradcam_png;
-    const notes = j.metadata && j.metadata.problems.length ? ' (treated as missing: ' + j.metadata.problems.join('; ') + ')' : '';
+    const notes = j.metadata && j.metadata.problems.length ? ' (' + j.metadata.problems.join('; ') + ')' : '';
     $('status').textContent = `done in ${j.milliseconds} ms by ${j.model.name}` + notes;
   } catch (e) { $('status').className = 'error'; $('status').textContent = String(e); }
 }

@@ -293,7 +293,7 @@ def load_model_dir(path, task:str='classification') -> tuple:
     except (RuntimeError, OSError) as e: raise LesionDataError(path/'model.safetensors', f"weights do not fit {cfg['arch']} ({str(e)[:300]})") from None
     return model.eval(), cfg
 
-# %% ../nbs/05_train.ipynb #00054603
+# %% ../nbs/05_train.ipynb #c43498ef
 class ImageModel:
     "A model directory of `task` loaded for inference, with the preprocessing its training images had."
     task = 'classification'
@@ -317,7 +317,7 @@ class ImageModel:
 
     def to_batch(self, imgs) -> torch.Tensor:
         "Prepared RGB arrays as a padded batch in [0, 1], not normalised."
-        ts = [torch.from_numpy(np.asarray(self._resize(PILImage.create(im), split_idx=1))).permute(2, 0, 1) for im in imgs]
+        ts = [torch.from_numpy(np.array(self._resize(PILImage.create(im), split_idx=1))).permute(2, 0, 1) for im in imgs]
         return TensorImage(torch.stack(ts).float().div_(255)).to(self.device)
 
     def placement(self, shape) -> tuple:

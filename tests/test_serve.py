@@ -1,5 +1,6 @@
 """The web service: API with the test client, a real server on loopback driven by headless Chromium, and a bounded load test."""
 import base64, io, json, os, shutil, socket, statistics, subprocess, sys, time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import httpx, pytest
@@ -22,6 +23,11 @@ def model(tmp_path_factory):
 @pytest.fixture(scope='module')
 def server(model):
     "`lesion-analysis serve` on a free loopback port."
+    with serving(model) as url: yield url
+
+@contextmanager
+def serving(model):
+    "Run `lesion-analysis serve MODEL` on a free loopback port, yield its URL, then stop it."
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
     exe = Path(sys.executable).parent/'lesion-analysis'
     proc = subprocess.Popen([str(exe), 'serve', str(model), '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -32,8 +38,8 @@ def server(model):
         except httpx.HTTPError: time.sleep(0.5)
     else:
         proc.kill(); pytest.fail(f"the server did not start: {proc.stdout.read()[-3000:]}")
-    yield url
-    proc.terminate(); proc.wait(10)
+    try: yield url
+    finally: proc.terminate(); proc.wait(10)
 
 def test_api_answers_and_errors(model, shared):
     from fastapi.testclient import TestClient
@@ -50,14 +56,18 @@ def test_api_answers_and_errors(model, shared):
         assert r.status_code == status and r.json()['error'], (f[0], r.text)
     assert c.get('/model').json()['classes'] and c.get('/openapi.json').status_code == 200
 
-def test_browser_upload_shows_probabilities_and_heatmap(server, shared):
+def browser_page(p):
+    "A page of headless Debian chromium."
     chromium = shutil.which('chromium') or '/usr/bin/chromium'
     if not Path(chromium).exists(): pytest.fail("Debian's chromium is not installed (.ci/run installs it with apt)")
-    from playwright.sync_api import sync_playwright
     ARTIFACTS.mkdir(exist_ok=True)
+    browser = p.chromium.launch(executable_path=chromium, args=['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+    return browser, browser.new_page(viewport={'width': 1100, 'height': 800})
+
+def test_browser_upload_shows_probabilities_and_heatmap(server, shared):
+    from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'])
-        page = browser.new_page(viewport={'width': 1100, 'height': 800})
+        browser, page = browser_page(p)
         page.goto(server + '/')
         assert 'not a diagnosis' in page.inner_text('#disclaimer')
         page.set_input_files('#file', str(shared/'lesions'/'images'/'ISIC_0024468.jpg'))
@@ -67,6 +77,25 @@ def test_browser_upload_shows_probabilities_and_heatmap(server, shared):
         page.screenshot(path=str(ARTIFACTS/'serve_page.png'), full_page=True)
         browser.close()
     assert (ARTIFACTS/'serve_page.png').stat().st_size > 10_000
+
+def test_browser_metadata_fields(shared, tmp_path):
+    "A model with metadata: the page shows its fields, sends them, and says which value it treated as missing."
+    from playwright.sync_api import sync_playwright
+    from lesion_analysis.datasets import read_padufes
+    pad = read_padufes(shared/'padufes'/'metadata.csv', images=shared/'padufes'/'images').groupby('label').head(10).reset_index(drop=True)
+    train_classifier(pad, tmp_path/'fusion', Recipe(size=48, bs=16, freeze_epochs=0, epochs=1, lr=1e-3, metadata='age,sex,site'))
+    with serving(tmp_path/'fusion') as url:
+        with sync_playwright() as p:
+            browser, page = browser_page(p)
+            page.goto(url + '/')
+            page.wait_for_selector('#meta select[name=site]', timeout=30_000)
+            page.fill('#meta input[name=age]', '150')
+            page.select_option('#meta select[name=sex]', 'female')
+            page.set_input_files('#file', pad.image[0])
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=60_000)
+            assert "age='150': outside 0..120: treated as missing" in page.inner_text('#status') and page.locator('#bars .bar').count() == 9
+            page.screenshot(path=str(ARTIFACTS/'serve_page_metadata.png'), full_page=True)
+            browser.close()
 
 def test_load_200_requests_8_clients(server, shared):
     names = ['ISIC_0024468.jpg', 'PH2_IMD008.jpg', 'ISIC_0000290.jpg', 'ISIC_0024511.jpg']
