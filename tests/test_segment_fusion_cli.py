@@ -22,17 +22,23 @@ def pairs(shared, tmp_path_factory):
     pd.DataFrame(rows).to_csv(d/'pairs.csv', index=False)
     return d
 
-def test_segmentation_train_and_segment(pairs, tmp_path):
+@pytest.fixture(scope='module')
+def seg_model(pairs, tmp_path_factory):
+    "`train --task segmentation` on the pairs: the model directory and the training run's output."
+    out = tmp_path_factory.mktemp('seg')/'model'
+    return out, cli('train', pairs/'pairs.csv', '--task', 'segmentation', '--out', out, *TINY)
+
+def test_segmentation_train_and_segment(pairs, seg_model, tmp_path):
     given = digest([*pd.read_csv(pairs/'pairs.csv').image.unique(), *pd.read_csv(pairs/'pairs.csv')['mask']])
-    r = cli('train', pairs/'pairs.csv', '--task', 'segmentation', '--out', tmp_path/'seg', *TINY)
+    seg, r = seg_model
     assert r.returncode == 0, r.stderr
     assert 'validation Jaccard' in r.stdout and '3 pairs skipped' in r.stdout
-    reasons = pd.read_csv(tmp_path/'seg'/'skipped.csv').reason.str.cat(sep=' | ')
+    reasons = pd.read_csv(seg/'skipped.csv').reason.str.cat(sep=' | ')
     assert re.search('but (its )?image', reasons) and 'not a binary mask' in reasons and 'empty mask' in reasons, reasons
-    cfg = json.loads((tmp_path/'seg'/'config.json').read_text())
+    cfg = json.loads((seg/'config.json').read_text())
     assert cfg['format'] == 'lesion_analysis.segmenter/1' and cfg['recipe']['loss'] == 'dice_ce'
     imgs = list(pd.read_csv(pairs/'pairs.csv').image[:3])
-    r = cli('segment', tmp_path/'seg', *imgs, pairs/'not_there.jpg', '--out', tmp_path/'masks', '--tta', 'flips')
+    r = cli('segment', seg, *imgs, pairs/'not_there.jpg', '--out', tmp_path/'masks', '--tta', 'flips')
     assert r.returncode == 0, r.stderr
     masks = pd.read_csv(tmp_path/'masks'/'masks.csv')
     assert len(masks) == 3 and {'x0', 'y0', 'x1', 'y1', 'lesion_found'} <= set(masks.columns)
@@ -67,3 +73,21 @@ def test_metadata_model_predicts_with_bad_metadata(shared, tmp_path):
     assert len(pd.read_csv(tmp_path/'p.csv')) == 4 and 'metadata values treated as missing' in r.stdout
     problems = pd.read_csv(tmp_path/'p_metadata_problems.csv')
     assert set(problems.field) == {'age', 'site'} and len(problems) == 3  # 130, -1, moon ('old' is missing from reading the table on)
+
+def test_lesion_crop_model_is_served_with_its_segmenter(seg_model, shared, tmp_path):
+    "A classifier trained on lesion crops found by the segmenter: refused alone, served with it, the lesion box in the answer."
+    from fastapi.testclient import TestClient
+    from lesion_analysis.core import LesionDataError
+    from lesion_analysis.serve import create_app
+    from lesion_analysis.synthetic import make_synthetic
+    seg, _ = seg_model
+    make_synthetic(tmp_path/'syn', n_per_class=5, size=48, seed=2)
+    r = cli('train', tmp_path/'syn'/'labels.csv', '--images', tmp_path/'syn'/'images', '--out', tmp_path/'crops',
+            '--lesion-margin', '0.2', '--segmenter', seg, *TINY[:2], '--bs', '16', *TINY[4:])
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(LesionDataError, match='serve it with a segmentation model'): create_app(tmp_path/'crops')
+    client = TestClient(create_app(tmp_path/'crops', segmenter=seg))
+    photo = (shared/'lesions'/'images'/'ISIC_0024468.jpg').read_bytes()
+    j = client.post('/predict', files={'file': ('a.jpg', photo, 'image/jpeg')}, data={'gradcam': 'true'}).json()
+    assert {'x0', 'y0', 'x1', 'y1', 'lesion_found'} <= set(j['lesion']) and len(j['gradcam_png']) > 100
+    assert client.get('/model').json()['lesion_crops'] is True
