@@ -111,7 +111,7 @@ def run_preprocess(a):
           + (f" (reasons in {cache/'skipped.csv'})" if skipped else ''))
     return out
 
-# %% ../nbs/12_cli.ipynb #5ef391c3
+# %% ../nbs/12_cli.ipynb #dec00f5a
 RECIPE_HELP = dict(arch='timm architecture', pretrained="weights: auto, hub, lite, a file, or none", size='input size (pixels)',
                    aug='augmentation preset (isic2019, fastai, none)', oversample='oversample rare classes',
                    loss='plain, inverse (frequency) or effective (number of samples) weighted cross-entropy',
@@ -159,11 +159,9 @@ def _train_segmenter(a, recipe):
     from lesion_analysis.segment import train_segmenter
     df = ds.read_mask_pairs(a.table, a.images, skip_bad=True)
     learn, cfg = train_segmenter(df, a.out, recipe, cache=a.cache, force=a.force)
-    skipped = df.attrs['skipped'] + (pd.read_csv(a.out/'skipped.csv').to_dict('records') if (a.out/'skipped.csv').is_file() else [])
-    if skipped: write_csv(pd.DataFrame(skipped), a.out/'skipped.csv')
-    v = cfg['valid']
+    v, n = cfg['valid'], cfg['data']['skipped']
     print(f"validation Jaccard {v['jaccard']:.3f}, Dice {v['dice']:.3f}, {v['failures_under_065']:.0%} of images under 0.65 "
-          f"(best epoch {v['best_epoch']}); {len(skipped)} pairs skipped" + (f" (reasons in {a.out/'skipped.csv'})" if skipped else '') + f"; model in {a.out}")
+          f"(best epoch {v['best_epoch']}); {n} pairs skipped" + (f" (reasons in {a.out/'skipped.csv'})" if n else '') + f"; model in {a.out}")
     return cfg
 
 def run_train(a):
@@ -179,7 +177,7 @@ def run_train(a):
           f"model in {a.out}")
     return cfg
 
-# %% ../nbs/12_cli.ipynb #809de3b7
+# %% ../nbs/12_cli.ipynb #8f1469b9
 @command('predict', 'predict images with a model directory and write an ISIC submission CSV')
 def predict_args(p):
     p.add_argument('model', type=Path, help='model directory (from lesion-analysis train)')
@@ -204,13 +202,13 @@ def _predict_members(models, a) -> list:
     "Predictions of each model directory in `models` on `a.inputs`."
     from lesion_analysis.infer import Classifier, predict, model_unk_rule
     df = ds.read_inputs(a.inputs, a.images, skip_missing=True)
-    res = []
+    seg, res = _segmenter(getattr(a, 'segmenter', None)), []
     for m in models:
         clf = Classifier(m)
         rescale = {'auto': None, 'rescale': True, 'keep': False}[a.priors]
         unk = model_unk_rule(clf, a.unk, rescale=rescale) if getattr(a, 'unk', None) else None
         out = a.out if len(models) == 1 else None
-        res.append(predict(clf, df, out=out, bs=a.bs, tta=a.tta, rescale=rescale, unk=unk, isic=True, segmenter=_segmenter(getattr(a, 'segmenter', None))))
+        res.append(predict(clf, df, out=out, bs=a.bs, tta=a.tta, rescale=rescale, unk=unk, isic=True, segmenter=seg))
         res[-1].attrs['skipped'] = df.attrs['skipped'] + res[-1].attrs['skipped']
     return res
 

@@ -14,7 +14,7 @@ from .train import timm_backbone, check_stats, thirds_split, default_metrics
 __all__ = ['META_COLUMNS', 'META_RANGES', 'MISSING_TOKENS', 'MetaEncoder', 'TensorMeta', 'tensor_meta', 'MetaDropout',
            'FusionModel', 'fusion_splitter', 'fusion_learner']
 
-# %% ../nbs/07_fusion.ipynb #fc922be4
+# %% ../nbs/07_fusion.ipynb #afce1ca0
 META_COLUMNS = ['age', 'sex', 'site', 'fitspatrick', 'diameter_1', 'diameter_2', 'itch', 'grew', 'hurt', 'changed', 'bleed', 'elevation']
 META_RANGES = {'age': (0, 120), 'diameter_1': (0, 300), 'diameter_2': (0, 300), 'fitspatrick': (1, 6)}
 
@@ -80,21 +80,24 @@ class MetaEncoder:
         if k not in cats: return [0.] * len(cats) + [1.], f'unknown category (known: {", ".join(cats)})'
         return [float(k == q) for q in cats] + [0.], None
 
+    def _row(self, row) -> tuple:
+        "The vector of one table row (a dict or Series; absent fields are missing) and the problems with its values."
+        vec, problems = [], []
+        for c in self.columns:
+            x, problem = self._field(c, row.get(c))
+            vec += x
+            if problem: problems.append(dict(field=c, value=row.get(c), problem=f'{problem}: treated as missing'))
+        return vec, problems
+
     def __call__(self, row) -> np.ndarray:
-        "The vector of one table row (a dict or Series; absent fields are missing): the encoder is the DataBlock's getter."
-        return np.array([x for c in self.columns for x in self._field(c, row.get(c))[0]], np.float32)
+        "The vector of one table row: the encoder is the DataBlock's getter."
+        return np.array(self._row(row)[0], np.float32)
 
     def encode(self, df:pd.DataFrame) -> tuple:
         "`(array of vectors, problems)` for the rows of `df`: problems name the row, field, value and what is wrong."
-        rows, problems = [], []
-        for i, row in zip(df.index, df.to_dict('records')):
-            vec = []
-            for c in self.columns:
-                x, problem = self._field(c, row.get(c))
-                vec += x
-                if problem: problems.append(dict(row=i, field=c, value=row.get(c), problem=f'{problem}: treated as missing'))
-            rows.append(vec)
-        return np.array(rows, np.float32).reshape(len(df), len(self.feature_names)), problems
+        rows = [self._row(row) for row in df.to_dict('records')]
+        problems = [dict(row=i, **p) for i, (_, ps) in zip(df.index, rows) for p in ps]
+        return np.array([v for v, _ in rows], np.float32).reshape(len(df), len(self.feature_names)), problems
 
     def inputs(self, p_drop:float=0.) -> list:
         "The `(block, getter)` that adds this metadata as a model input to `lesion_dls`, with metadata dropout `p_drop`."

@@ -140,7 +140,7 @@ def model_unk_rule(clf:Classifier, method:str='maxprob', keep:float=0.95, rescal
     probs = pd.read_csv(vp)[clf.classes].to_numpy()
     return fit_unk_threshold(clf.rescale(probs, rescale), method, keep)
 
-# %% ../nbs/08_infer.ipynb #e09e941f
+# %% ../nbs/08_infer.ipynb #82b056aa
 def _prepare_safe(clf, path, box=None):
     "Prepared image, or the reason it could not be read."
     try: return clf.prepare(path, box), None
@@ -149,12 +149,8 @@ def _prepare_safe(clf, path, box=None):
 def lesion_inputs(clf:Classifier, df:pd.DataFrame, segmenter=None) -> dict:
     "Image path to lesion box or mask for a model trained on lesion crops (from `df`'s columns, else predicted by `segmenter`)."
     if clf.preprocessor.lesion_margin is None: return {}
-    if segmenter is not None and not ({'x0', 'y0', 'x1', 'y1'} <= set(df.columns) or 'mask' in df):
-        from lesion_analysis.segment import lesion_boxes
-        df = lesion_boxes(segmenter, df)
-    try: return lesion_box_lookup(df)
-    except ValueError: raise LesionDataError(clf.path, "was trained on lesion-centred crops: give x0, y0, x1, y1 or mask columns, "
-                                                       "or a segmentation model to find the lesions") from None
+    from lesion_analysis.segment import with_lesion_boxes
+    return lesion_box_lookup(with_lesion_boxes(df, segmenter, source=f'{clf.path} (trained on lesion-centred crops)'))
 
 def metadata_rows(clf:Classifier, df:pd.DataFrame) -> pd.DataFrame|None:
     "The rows of `df` indexed by image, for a model with metadata (None, with a warning, when `df` has none of its fields)."

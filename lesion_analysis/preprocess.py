@@ -17,7 +17,7 @@ from .core import *
 # %% auto #0
 __all__ = ['CROP_VERSION', 'BOX_COLUMNS', 'dark_mask', 'frame_mask', 'crop_box', 'crop_border', 'crop_caption',
            'resize_keep_aspect', 'mask_box', 'expand_box', 'gamma_correct', 'shades_of_gray', 'Gamma', 'ShadesOfGray',
-           'jpeg_roundtrip', 'Preprocessor', 'lesion_box_lookup', 'preprocess']
+           'jpeg_roundtrip', 'Preprocessor', 'cache_name', 'lesion_box_lookup', 'preprocess']
 
 # %% ../nbs/03_preprocess.ipynb #18d57ece
 def dark_mask(img:np.ndarray, thresh:int=30, rel:float=0.4) -> np.ndarray:
@@ -125,7 +125,7 @@ def jpeg_roundtrip(img:np.ndarray, quality:int=95) -> np.ndarray:
     ok, buf = cv2.imencode('.jpg', cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return np.asarray(PILImage.create(buf.tobytes()))  # decoded by PIL, as fastai decoded the cache
 
-# %% ../nbs/03_preprocess.ipynb #3f5dfa72
+# %% ../nbs/03_preprocess.ipynb #02434b76
 CROP_VERSION = 2  # part of the cache name: a change to the cropping rule must not reuse old caches
 
 class Preprocessor:
@@ -172,9 +172,10 @@ class Preprocessor:
         except (LesionDataError, ValueError, cv2.error) as e:
             return dict(source_image=str(src), reason=str(e))
 
-def _cache_name(src) -> str:
-    "A cache file name unique to the source path."
-    return f'{Path(src).stem}_{hashlib.md5(str(Path(src).resolve()).encode()).hexdigest()[:8]}.jpg'
+def cache_name(src, *more, suffix:str='.jpg') -> str:
+    "A cache file name unique to the source path (and to the paths `more` the entry is also made from)."
+    key = '|'.join(str(Path(p).resolve()) for p in (src, *more))
+    return f'{Path(src).stem}_{hashlib.md5(key.encode()).hexdigest()[:8]}{suffix}'
 
 def _run(args): return args[0](*args[1:])
 
@@ -202,7 +203,7 @@ def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|
     workers = workers or os.cpu_count()
     boxes = lesion_box_lookup(df, images, images if masks is None else masks) if proc.lesion_margin is not None else {}
     if todo:
-        jobs = [(proc, s, cache/_cache_name(s), boxes.get(s)) for s in todo]
+        jobs = [(proc, s, cache/cache_name(s), boxes.get(s)) for s in todo]
         with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
             results = pool.map(_run, jobs, chunksize=8) if pool else map(_run, jobs)
             for i, rec in enumerate(progress_bar(results, total=len(jobs), leave=False)):

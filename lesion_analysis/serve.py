@@ -21,7 +21,7 @@ from .segment import Segmenter, lesion_summary
 # %% auto #0
 __all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'create_app', 'app_from_env']
 
-# %% ../nbs/11_serve.ipynb #abf355f8
+# %% ../nbs/11_serve.ipynb #22b1d493
 def metadata_fields(clf:Classifier) -> dict:
     "The metadata form fields a fusion model takes: numbers with their range, categories with their known values."
     if clf.encoder is None: return {}
@@ -44,7 +44,7 @@ def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|N
     lesion = lesion_summary(seg.predict([img], 'flips')[0] > 0.5) if seg else None
     box = tuple(lesion[k] for k in ('x0', 'y0', 'x1', 'y1')) if lesion else None
     item = prepare_for_maps(clf, img, box) if want_cam else dict(x=clf.to_batch([clf.prepare(img, box)]))  # the map geometry only when needed
-    m, problems = clf.meta_batch(pd.DataFrame([meta]) if clf.encoder else None)
+    m, problems = clf.meta_batch(pd.DataFrame([meta]))
     probs = clf.rescale(clf.predict_batch(item['x'], tta, m))[0]
     top = int(probs.argmax())
     score = float(unk_score(probs[None], unk['method'])[0]) if unk else None

@@ -355,7 +355,7 @@ def plot_history(epochs:pd.DataFrame, batches:pd.DataFrame, fname=None):
         plt.close(fig)
     return fig
 
-# %% ../nbs/05_train.ipynb #6ac32202
+# %% ../nbs/05_train.ipynb #54f78216
 def data_summary(df:pd.DataFrame) -> dict:
     "Counts of a split table: images per class in training and validation, lesions, sources."
     tr, va = df[~df.is_valid], df[df.is_valid]
@@ -407,18 +407,13 @@ def start_run(df:pd.DataFrame, out, r:Recipe, force:bool=False) -> tuple:
     if 'is_valid' not in df: df = split_by_lesion(df, valid_pct=r.valid_pct, seed=r.seed)
     return df, out, t0
 
-def _with_lesion_boxes(df:pd.DataFrame, r:Recipe, images, segmenter) -> pd.DataFrame:
-    "`df` with the lesion boxes a lesion-centred recipe needs: its own box or mask columns, or boxes predicted by `segmenter`."
-    if r.lesion_margin is None or {'x0', 'y0', 'x1', 'y1'} <= set(df.columns) or ('mask' in df and segmenter is None): return df
-    if segmenter is None: raise LesionDataError('table', "lesion_margin needs x0, y0, x1, y1 or mask columns, or a segmentation model to predict them")
-    from lesion_analysis.segment import lesion_boxes
-    return lesion_boxes(segmenter, df, images)
-
 def train_classifier(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None) -> tuple:
     "Train a classifier on lesion table `df` with `recipe` and save it as model directory `out`; return `(learn, config)`."
     r = recipe or Recipe()
     df, out, t0 = start_run(df.dropna(subset=['label']), out, r, force)
-    df = _with_lesion_boxes(df, r, images, segmenter)
+    if r.lesion_margin is not None:
+        from lesion_analysis.segment import with_lesion_boxes
+        df = with_lesion_boxes(df, segmenter, images)
     pre = dict(size=r.size, side='longer', crop=r.crop, lesion_margin=r.lesion_margin)
     df = preprocess(df, cache or out/'cache', images=images, **pre)
     if df.attrs['skipped']: write_csv(pd.DataFrame(df.attrs['skipped']), out/'skipped.csv')
