@@ -11,7 +11,7 @@ from common import lesions, report, RESULTS
 from variants import train_variant
 from lesion_analysis.core import write_csv
 from lesion_analysis.datasets import read_table, split_by_lesion
-from lesion_analysis.segment import Segmenter, lesion_boxes
+from lesion_analysis.segment import Segmenter
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
@@ -22,7 +22,7 @@ def main():
     df = read_table(d/'labels.csv', images=d/'images')
     df = split_by_lesion(df[df.label != 'UNK'], valid_pct=0.15, seed=a.seed)
     seg = Segmenter(RESULTS/'models'/'segmenter')
-    t0 = time.time(); boxed = lesion_boxes(seg, df, tta='none'); box_minutes = round((time.time() - t0) / 60, 1)
+    t0 = time.time(); boxed = seg.lesion_boxes(df, tta='none'); box_minutes = round((time.time() - t0) / 60, 1)
     write_csv(boxed[['image', 'x0', 'y0', 'x1', 'y1', 'lesion_fraction', 'lesion_found']], RESULTS/'crops_boxes.csv')
     budget = dict(size=a.size, epochs=a.epochs, freeze_epochs=1, seed=a.seed)
     figures = dict(n_train=int((~df.is_valid).sum()), n_valid=int(df.is_valid.sum()), budget=budget, margin=a.margin,

@@ -14,12 +14,12 @@ from sklearn.metrics import balanced_accuracy_score
 from common import lesions, report, RESULTS
 from lesion_analysis.datasets import read_table
 from lesion_analysis.infer import Classifier, predict, rescale_priors, ensemble, ood_auroc, fit_unk_threshold, unk_score
-from lesion_analysis.train import _macro_auc
+from lesion_analysis.metrics import macro_auc
 
 def scores(probs, labels, classes) -> dict:
     "Balanced accuracy and macro AUC of `probs` (n x classes) against class-name `labels`."
     y = np.array([classes.index(l) for l in labels])
-    return dict(balanced_accuracy=round(balanced_accuracy_score(y, probs.argmax(1)), 4), macro_auc=round(_macro_auc(probs, y), 4))
+    return dict(balanced_accuracy=round(balanced_accuracy_score(y, probs.argmax(1)), 4), macro_auc=round(macro_auc(probs, y), 4))
 
 def main():
     p = argparse.ArgumentParser(description=__doc__); p.add_argument('--models', default='recipe,recipe-effective')

@@ -14,8 +14,9 @@ import numpy as np, pandas as pd
 from common import report, RESULTS
 from lesion_analysis.core import load_image, shared_data, write_csv
 from lesion_analysis.datasets import read_mask_pairs, split_by_lesion
-from lesion_analysis.train import Recipe
-from lesion_analysis.segment import train_segmenter, Segmenter, SEG_TTA, read_mask, otsu_blue, mask_jaccard
+from lesion_analysis.train import Recipe, train
+from lesion_analysis.metrics import mask_jaccard
+from lesion_analysis.segment import Segmenter, SEG_TTA, read_mask, otsu_blue
 
 MODEL = RESULTS/'models'/'segmenter'
 
@@ -33,7 +34,7 @@ def main():
     a = p.parse_args()
     pairs = split_by_lesion(read_mask_pairs(shared_data('segmentation')/'pairs.csv'), valid_pct=0.15, seed=a.seed)
     t0 = time.time()
-    _, cfg = train_segmenter(pairs, MODEL, Recipe(task='segmentation', size=a.size, bs=a.bs, epochs=a.epochs, seed=a.seed),
+    _, cfg = train(pairs, MODEL, Recipe(task='segmentation', size=a.size, bs=a.bs, epochs=a.epochs, seed=a.seed),
                              cache=RESULTS/'cache', force=True)
     train_minutes = round((time.time() - t0) / 60, 1)
     seg, va = Segmenter(MODEL), pairs[pairs.is_valid].reset_index(drop=True)

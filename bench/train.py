@@ -13,7 +13,10 @@ from sklearn.metrics import balanced_accuracy_score, recall_score
 from common import lesions, report, RESULTS
 from lesion_analysis.core import write_csv
 from lesion_analysis.datasets import read_table, split_by_lesion
-from lesion_analysis.train import Recipe, train_classifier, lesion_learner, arch_stats, _macro_auc
+from lesion_analysis.train import Recipe, train
+from lesion_analysis.learner import arch_stats
+from lesion_analysis.classify import lesion_learner
+from lesion_analysis.metrics import macro_auc
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, ColSplitter, Resize, aug_transforms, Normalize, set_seed)
 
 MODELS = RESULTS/'models'
@@ -36,7 +39,7 @@ VARIANTS = {'recipe': {}, 'recipe-effective': dict(loss='effective'), 'recipe-ov
 def recipe_run(df, name, size, epochs, bs, seed):
     "The library's recipe with the overrides of variant `name`."
     r = Recipe(size=size, epochs=epochs, bs=bs, seed=seed, **VARIANTS[name])
-    learn, cfg = train_classifier(df, MODELS/name, r, cache=RESULTS/'cache', force=True)
+    learn, cfg = train(df, MODELS/name, r, cache=RESULTS/'cache', force=True)
     v = pd.read_csv(MODELS/name/'valid_preds.csv')
     return v[cfg['classes']].to_numpy(), v.label.map({c: i for i, c in enumerate(cfg['classes'])}).to_numpy(), cfg['classes']
 
@@ -54,7 +57,7 @@ def main():
         t0 = time.time()
         probs, targs, vocab = plain_fastai(df, a.size, a.epochs, a.bs, a.seed) if name == 'plain' else recipe_run(df, name, a.size, a.epochs, a.bs, a.seed)
         pred = probs.argmax(1)
-        figures['variants'][name] = dict(balanced_accuracy=round(balanced_accuracy_score(targs, pred), 4), macro_auc=round(_macro_auc(probs, targs), 4),
+        figures['variants'][name] = dict(balanced_accuracy=round(balanced_accuracy_score(targs, pred), 4), macro_auc=round(macro_auc(probs, targs), 4),
             recall=dict(zip(vocab, np.round(recall_score(targs, pred, labels=range(len(vocab)), average=None, zero_division=0), 3).tolist())),
             minutes=round((time.time() - t0) / 60, 1))
         print(name, figures['variants'][name], flush=True)

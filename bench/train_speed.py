@@ -16,7 +16,8 @@ from common import lesions, report, RESULTS
 from lesion_analysis.datasets import read_table, split_by_lesion
 from lesion_analysis.preprocess import preprocess
 from lesion_analysis.data import lesion_dls
-from lesion_analysis.train import lesion_learner, arch_stats
+from lesion_analysis.learner import arch_stats
+from lesion_analysis.classify import lesion_learner
 
 class TrainTimer(Callback):
     "Wall time of the training phase of each epoch."

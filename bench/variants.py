@@ -2,7 +2,8 @@
 import dataclasses, json, time
 import numpy as np, pandas as pd
 from common import RESULTS
-from lesion_analysis.train import Recipe, train_classifier, _macro_auc, _balanced_accuracy
+from lesion_analysis.train import Recipe, train
+from lesion_analysis.metrics import macro_auc, balanced_accuracy
 
 MODELS = RESULTS/'models'
 
@@ -12,10 +13,10 @@ def train_variant(df, name:str, segmenter=None, **overrides) -> dict:
     cfg_file = out/'config.json'
     reused = cfg_file.is_file() and json.loads(cfg_file.read_text())['recipe'] == dataclasses.asdict(r)
     t0 = time.time()
-    if not reused: train_classifier(df, out, r, cache=RESULTS/'cache', force=True, segmenter=segmenter)
+    if not reused: train(df, out, r, cache=RESULTS/'cache', force=True, segmenter=segmenter)
     cfg = json.loads(cfg_file.read_text())
     v = pd.read_csv(out/'valid_preds.csv')
     probs, targs = v[cfg['classes']].to_numpy(), v.label.map({c: i for i, c in enumerate(cfg['classes'])}).to_numpy()
-    return dict(balanced_accuracy=round(_balanced_accuracy(probs, targs), 4), macro_auc=round(_macro_auc(probs, targs), 4),
+    return dict(balanced_accuracy=round(balanced_accuracy(probs, targs), 4), macro_auc=round(macro_auc(probs, targs), 4),
                 n_valid=len(v), best_epoch=cfg['valid']['best_epoch'], minutes=round((time.time() - t0) / 60, 1) if not reused else None,
                 reused_from_earlier_run=reused)

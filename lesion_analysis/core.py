@@ -7,7 +7,7 @@ from __future__ import annotations
 import io, os, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
-import numpy as np, pandas as pd
+import cv2, numpy as np, pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
@@ -65,7 +65,7 @@ def normalise_labels(labels:pd.Series, path='table') -> pd.Series:
     if len(bad): raise LesionDataError(path, f"unknown label(s) {list(bad)[:10]}; expected one of {CLASSES} or their full names")
     return out.astype(str)
 
-# %% ../nbs/00_core.ipynb #496ef570
+# %% ../nbs/00_core.ipynb #6748ff73
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 def _to_rgb8(im:Image.Image) -> np.ndarray:
@@ -80,6 +80,7 @@ def _to_rgb8(im:Image.Image) -> np.ndarray:
         im = Image.alpha_composite(bg, im)
     return np.ascontiguousarray(np.asarray(im.convert('RGB')))
 
+# %% ../nbs/00_core.ipynb #dd70c2f9
 def load_image(src, max_pixels:int=MAX_PIXELS, name:str='upload') -> np.ndarray:
     "Read `src` (a path, or the bytes of an image file called `name`) as an HxWx3 uint8 RGB array, or raise `LesionDataError` saying why not."
     if isinstance(src, (bytes, bytearray)):
@@ -112,7 +113,7 @@ def is_image_file(path) -> bool:
         return True
     except Exception: return False
 
-# %% ../nbs/00_core.ipynb #16c2e635
+# %% ../nbs/00_core.ipynb #db44fddb
 @contextmanager
 def atomic_write(path, suffix=None):
     "Yield a temporary path beside `path`; on success move it onto `path` in one step."
@@ -126,6 +127,7 @@ def atomic_write(path, suffix=None):
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 
+# %% ../nbs/00_core.ipynb #d0512518
 def write_csv(df:pd.DataFrame, path, **kwargs):
     "Write `df` to `path` atomically."
     with atomic_write(path) as tmp: df.to_csv(tmp, index=False, **kwargs)
@@ -134,7 +136,6 @@ def write_csv(df:pd.DataFrame, path, **kwargs):
 # %% ../nbs/00_core.ipynb #3068132c
 def save_jpeg(img:np.ndarray, path, quality:int=95):
     "Write HxWx3 uint8 RGB `img` to `path` as a JPEG, atomically."
-    import cv2
     with atomic_write(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]):
             raise LesionDataError(path, "could not write JPEG")

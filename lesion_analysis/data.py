@@ -28,20 +28,22 @@ def aug_preset(name:str='isic2019') -> list:
     if name not in AUG_PRESETS: raise ValueError(f"unknown augmentation preset {name!r}; choose from {list(AUG_PRESETS)}")
     return AUG_PRESETS[name]()
 
-# %% ../nbs/04_data.ipynb #98046a2e
+# %% ../nbs/04_data.ipynb #ec074fc4
 def table_vocab(df:pd.DataFrame) -> list:
     "Classes present in `df`, in the ISIC-2019 order."
     return [c for c in CLASSES if c in set(df.label)]
 
+# %% ../nbs/04_data.ipynb #11944f3f
 def oversample_weights(labels:pd.Series) -> np.ndarray:
     "Per-image sampling weights that make every class equally likely."
     return (1.0 / labels.map(labels.value_counts())).to_numpy(dtype=float)
 
-# %% ../nbs/04_data.ipynb #ea334d88
+# %% ../nbs/04_data.ipynb #e9b687b9
 def _with_paths(df:pd.DataFrame, images) -> pd.DataFrame:
     "Table with `image` made absolute against `images`."
     return df if images is None else df.assign(image=[str(Path(images)/p) for p in df.image])
 
+# %% ../nbs/04_data.ipynb #33aa7351
 def lesion_dls(df:pd.DataFrame, images=None, size:int=224, bs:int=32, aug:str='isic2019', oversample:bool=False,
                stats=imagenet_stats, valid_pct:float=0.15, seed:int=42, num_workers:int=0, inputs=(), **kwargs):
     "fastai DataLoaders over lesion table `df` (see above for the options)."

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib, re, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
+from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 from .core import *
 
@@ -14,7 +15,8 @@ from .core import *
 __all__ = ['HAM_DX', 'DERM7PT_DX', 'ISIC2020_DX', 'PH2_DX', 'MEDNODE_DX', 'SKINL2_DX', 'SD198_ISIC', 'PADUFES_DX', 'image_index',
            'skipped', 'read_isic2019', 'read_isic2020', 'read_ham10000', 'read_ph2', 'read_derm7pt', 'read_folder',
            'read_mednode', 'read_skinl2', 'read_sd198', 'read_table', 'read_inputs', 'combine', 'lesion_groups',
-           'kfold_by_lesion', 'split_by_lesion', 'read_padufes', 'read_mask_pairs', 'read_isic_task1', 'read_ph2_masks']
+           'kfold_by_lesion', 'split_by_lesion', 'read_padufes', 'read_mask_pairs', 'read_isic_task1', 'read_ph2_masks',
+           'build_index']
 
 # %% ../nbs/01_datasets.ipynb #2509a2bc
 HAM_DX = {'mel': 'MEL', 'nv': 'NV', 'bcc': 'BCC', 'akiec': 'AK', 'bkl': 'BKL', 'df': 'DF', 'vasc': 'VASC'}
@@ -61,9 +63,10 @@ SD198_ISIC = {
     "Bowen's_Disease": 'SCC', 'Squamous_Cell_Carcinoma': 'SCC',
 }
 
-# %% ../nbs/01_datasets.ipynb #3d144739
+# %% ../nbs/01_datasets.ipynb #11cf782c
 def _key(s) -> str: return re.sub(r'[^a-z0-9]', '', str(s).lower())
 
+# %% ../nbs/01_datasets.ipynb #45fc849f
 def _map_dx(dx:pd.Series, table:dict, path, what='diagnosis') -> pd.Series:
     "Map `dx` through `table` (keys compared by `_key`), raising on any value the table does not know."
     keyed = {_key(k): v for k, v in table.items()}
@@ -72,7 +75,7 @@ def _map_dx(dx:pd.Series, table:dict, path, what='diagnosis') -> pd.Series:
     if bad: raise LesionDataError(path, f"unknown {what} value(s) {bad[:10]}; known: {sorted(table)[:40]}")
     return out
 
-# %% ../nbs/01_datasets.ipynb #8a361b7e
+# %% ../nbs/01_datasets.ipynb #cb9015ef
 def _read_csv(path, required=(), **kwargs) -> pd.DataFrame:
     "Read the CSV at `path`, raising `LesionDataError` if it is missing, empty, malformed or lacks `required` columns."
     path = Path(path)
@@ -86,26 +89,30 @@ def _read_csv(path, required=(), **kwargs) -> pd.DataFrame:
     if df.empty: raise LesionDataError(path, "the table has a header but no rows")
     return df
 
+# %% ../nbs/01_datasets.ipynb #7941d5cb
 def _check_unique(ids:pd.Series, path, what='image id'):
     "Raise naming `path` if `ids` repeats."
     dup = ids[ids.duplicated()].astype(str).unique()
     if len(dup): raise LesionDataError(path, f"duplicate {what}(s) {list(dup)[:10]} ({len(dup)} in all)")
 
-# %% ../nbs/01_datasets.ipynb #83f67b0c
+# %% ../nbs/01_datasets.ipynb #20be2e2c
 def image_index(folder) -> dict:
     "Map file stem to path for every image file below `folder`."
     folder = Path(folder)
     if not folder.is_dir(): raise LesionDataError(folder, "image folder not found")
     return {p.stem: p for p in sorted(folder.rglob('*')) if p.suffix.lower() in IMAGE_EXTS and p.is_file()}
 
+# %% ../nbs/01_datasets.ipynb #0c30bad5
 def _skips(images, reason) -> list:
     "Report records for the `images` dropped for `reason`."
     return [dict(image=str(i), reason=reason) for i in images]
 
+# %% ../nbs/01_datasets.ipynb #d64d097e
 def skipped(df:pd.DataFrame) -> pd.DataFrame:
     "What a reader dropped, and why, as a table."
     return pd.DataFrame(df.attrs.get('skipped', []), columns=['image', 'reason'])
 
+# %% ../nbs/01_datasets.ipynb #47d6ef57
 def _check_files(df:pd.DataFrame, path, skip_missing=False) -> pd.DataFrame:
     "Raise naming `path` on rows whose `image` is missing or not an image, or drop them (reported) with `skip_missing`."
     problem = df.image.map(lambda p: None if p and is_image_file(p) else 'file not found' if not p or not Path(p).is_file() else 'not an image file')
@@ -117,6 +124,7 @@ def _check_files(df:pd.DataFrame, path, skip_missing=False) -> pd.DataFrame:
     out.attrs['skipped'] = [dict(image=str(i), reason=r) for i, r in zip(df.image[bad], problem[bad])]
     return out
 
+# %% ../nbs/01_datasets.ipynb #15567ed4
 def _attach_images(df:pd.DataFrame, ids:pd.Series, images, path, ext='.jpg', skip_missing=False) -> pd.DataFrame:
     "Set `df.image` from `ids`: looked up below `images` and checked when given, else just `id+ext`."
     df = df.copy()
@@ -129,7 +137,7 @@ def _attach_images(df:pd.DataFrame, ids:pd.Series, images, path, ext='.jpg', ski
     df['image'] = [str(idx.get(Path(i).stem if has_ext(i) else i, Path(images)/(i if has_ext(i) else f'{i}{ext}'))) for i in ids.astype(str)]
     return _check_files(df, path, skip_missing)
 
-# %% ../nbs/01_datasets.ipynb #39926f96
+# %% ../nbs/01_datasets.ipynb #72b1034a
 _META_COLS = {'age_approx': 'age', 'anatom_site_general': 'site', 'anatom_site_general_challenge': 'site'}
 
 def _isic2019_labels(gt_csv) -> pd.DataFrame:
@@ -141,6 +149,7 @@ def _isic2019_labels(gt_csv) -> pd.DataFrame:
     _check_unique(gt.image, gt_csv)
     return pd.DataFrame({'image': gt.image.astype(str), 'label': onehot.idxmax(axis=1)})
 
+# %% ../nbs/01_datasets.ipynb #4d47cf3b
 def read_isic2019(gt_csv=None, meta_csv=None, images=None, skip_missing=False) -> pd.DataFrame:
     "ISIC-2019 ground truth (one-hot CSV) and/or metadata as a table; `gt_csv=None` reads the unlabelled test metadata."
     if gt_csv is None and meta_csv is None: raise ValueError("read_isic2019 needs gt_csv, meta_csv or both")
@@ -185,7 +194,7 @@ def read_ham10000(meta_csv, images=None, isic2019_gt=None, dx_map=HAM_DX, skip_m
     df = _attach_images(meta, meta.image_id, images, meta_csv, skip_missing=skip_missing)
     return make_table(df.replace({'sex': {'unknown': pd.NA}, 'site': {'unknown': pd.NA}}), 'HAM10000')
 
-# %% ../nbs/01_datasets.ipynb #8f032e98
+# %% ../nbs/01_datasets.ipynb #81e694ab
 def _ph2_txt(path) -> pd.DataFrame:
     "Rows of the `||`-separated PH2_dataset.txt as `image`, `code`."
     rows = []
@@ -196,6 +205,7 @@ def _ph2_txt(path) -> pd.DataFrame:
             rows.append((f[1], int(f[3])))
     return pd.DataFrame(rows, columns=['image', 'code'])
 
+# %% ../nbs/01_datasets.ipynb #53d8be5f
 def _ph2_xlsx(path) -> pd.DataFrame:
     "Rows of PH2_dataset.xlsx as `image`, `code`, finding the header row below the legend."
     raw = pd.read_excel(path, header=None, dtype=str)
@@ -209,6 +219,7 @@ def _ph2_xlsx(path) -> pd.DataFrame:
     if not marks.sum(axis=1).eq(1).all(): raise LesionDataError(path, "every image needs exactly one X among " + ', '.join(cols))
     return pd.DataFrame({'image': df['image name'].str.strip().values, 'code': marks.values.argmax(axis=1)})
 
+# %% ../nbs/01_datasets.ipynb #8a070c74
 def read_ph2(path, images=None, skip_missing=False) -> pd.DataFrame:
     "PH2 from its original `PH2_dataset.txt` or `PH2_dataset.xlsx`."
     path = Path(path)
@@ -233,7 +244,7 @@ def read_derm7pt(meta_csv, images=None, dx_map=DERM7PT_DX, skip_missing=False) -
     if images is not None: df = _check_files(df, meta_csv, skip_missing)
     return make_table(df, 'derm7pt')
 
-# %% ../nbs/01_datasets.ipynb #d25a869d
+# %% ../nbs/01_datasets.ipynb #d913253e
 def read_folder(folder, label_map:dict|None=None, source='folder', unmapped=None, exclude=()) -> pd.DataFrame:
     "A folder with one sub-folder per class as a table; `unmapped` labels classes missing from `label_map` (else error)."
     folder = Path(folder)
@@ -256,14 +267,17 @@ def read_folder(folder, label_map:dict|None=None, source='folder', unmapped=None
     df.attrs['skipped'] = skipped
     return df
 
+# %% ../nbs/01_datasets.ipynb #643fe3af
 def read_mednode(folder) -> pd.DataFrame:
     "MED-NODE: `melanoma/` and `naevus/` folders."
     return read_folder(folder, MEDNODE_DX, 'MED-NODE')
 
+# %% ../nbs/01_datasets.ipynb #b6fc898b
 def read_skinl2(folder) -> pd.DataFrame:
     "SKINL2: one folder per category (images may sit in per-lesion sub-folders)."
     return read_folder(folder, SKINL2_DX, 'SKINL2')
 
+# %% ../nbs/01_datasets.ipynb #2b8f8bfa
 def read_sd198(folder, isic='map') -> pd.DataFrame:
     "SD-198: 198 class folders; ISIC classes `map` to their code or are `exclude`d, all others are UNK."
     folder = Path(folder)
@@ -288,11 +302,12 @@ def read_table(csv, images=None, image_col='image', label_col:str|None='label', 
     df.attrs['skipped'] = skipped
     return df
 
-# %% ../nbs/01_datasets.ipynb #6d21abf4
+# %% ../nbs/01_datasets.ipynb #e241b070
 def _has_class_folders(folder:Path) -> bool:
     "Whether `folder` holds sub-folders with images in them."
     return any(is_image_file(f) for d in folder.iterdir() if d.is_dir() for f in d.rglob('*') if f.is_file())
 
+# %% ../nbs/01_datasets.ipynb #86053a1a
 def read_inputs(inputs, images=None, skip_missing=False) -> pd.DataFrame:
     "A table of the images in a CSV (labels optional), a folder (class sub-folders or plain images), or a list of image files."
     inputs = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
@@ -310,16 +325,18 @@ def read_inputs(inputs, images=None, skip_missing=False) -> pd.DataFrame:
     out = make_table(df, source); out.attrs['skipped'] = df.attrs.get('skipped', [])
     return out
 
-# %% ../nbs/01_datasets.ipynb #75edb7f0
+# %% ../nbs/01_datasets.ipynb #c2de05f2
 def _dedup_key(df:pd.DataFrame) -> pd.Series:
     "ISIC id where the image name holds one, else the image path."
     return df.image.astype(str).str.extract(r'(ISIC_\d{7})', expand=False).fillna(df.image.astype(str))
 
+# %% ../nbs/01_datasets.ipynb #acb74724
 def _file_hash(p) -> str|None:
     "MD5 of the file at `p`, or None if there is none."
     p = Path(p)
     return hashlib.md5(p.read_bytes()).hexdigest() if p.is_file() else None
 
+# %% ../nbs/01_datasets.ipynb #d0f2d4b0
 def combine(*tables:pd.DataFrame, conflicts='report', check_bytes=True) -> pd.DataFrame:
     "Concatenate `tables` (first has priority), drop duplicate ids and identical files, and report label conflicts."
     if conflicts not in ('report', 'raise', 'drop'): raise ValueError(f"conflicts must be report, raise or drop, not {conflicts!r}")
@@ -344,7 +361,7 @@ def combine(*tables:pd.DataFrame, conflicts='report', check_bytes=True) -> pd.Da
                  'skipped': [s for t in tables for s in t.attrs.get('skipped', [])]}
     return out
 
-# %% ../nbs/01_datasets.ipynb #7fc32c3d
+# %% ../nbs/01_datasets.ipynb #6621acd5
 def lesion_groups(df:pd.DataFrame) -> pd.Series:
     "The grouping key: `split_group`, else `lesion_id`, else the image itself."
     g = pd.Series(pd.NA, index=df.index, dtype='string')
@@ -352,6 +369,7 @@ def lesion_groups(df:pd.DataFrame) -> pd.Series:
         if c in df: g = g.fillna(df[c].astype('string'))
     return g.fillna(df.image.astype('string'))
 
+# %% ../nbs/01_datasets.ipynb #c566f0dd
 def kfold_by_lesion(df:pd.DataFrame, k=5, seed=42) -> pd.DataFrame:
     "Add a `fold` column (0..k-1), stratified by label (when there is one: a mask-pair table has none) and grouped by lesion."
     if k < 2: raise ValueError(f"k must be at least 2, not {k}")
@@ -368,6 +386,7 @@ def kfold_by_lesion(df:pd.DataFrame, k=5, seed=42) -> pd.DataFrame:
     df['fold'] = fold
     return df
 
+# %% ../nbs/01_datasets.ipynb #f7cf922d
 def split_by_lesion(df:pd.DataFrame, valid_pct=0.15, seed=42) -> pd.DataFrame:
     "Add a boolean `is_valid` column: about `valid_pct` of the images, stratified by label, no lesion on both sides."
     if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be between 0 and 1, not {valid_pct}")
@@ -388,10 +407,9 @@ def read_padufes(meta_csv, images=None, skip_missing=False) -> pd.DataFrame:
     out.attrs['skipped'] = df.attrs['skipped']
     return out
 
-# %% ../nbs/01_datasets.ipynb #d85661b6
+# %% ../nbs/01_datasets.ipynb #af900557
 def _check_pairs(df:pd.DataFrame, source, skip_bad=False) -> pd.DataFrame:
     "Keep the image/mask pairs whose files exist and whose sizes agree (raise naming them, or drop and report)."
-    from PIL import Image
     def problem(img, mask):
         for f in (img, mask):
             if not Path(f).is_file(): return f"{f}: file not found"
@@ -406,12 +424,14 @@ def _check_pairs(df:pd.DataFrame, source, skip_bad=False) -> pd.DataFrame:
     out.attrs['skipped'] = [dict(image=i, mask=m, reason=p) for i, m, p in zip(df.image, df['mask'], probs) if p]
     return out
 
+# %% ../nbs/01_datasets.ipynb #51291562
 def read_mask_pairs(csv, root=None, skip_bad=False) -> pd.DataFrame:
     "A table with `image` and `mask` columns (paths relative to `root`, default the CSV's folder)."
     df = _read_csv(csv, ['image', 'mask'])
     root = Path(root) if root else Path(csv).parent
     return _check_pairs(df.assign(image=[str(root/p) for p in df.image], mask=[str(root/p) for p in df['mask']]), csv, skip_bad)
 
+# %% ../nbs/01_datasets.ipynb #26165ed3
 def read_isic_task1(images, masks=None, skip_bad=False) -> pd.DataFrame:
     "ISIC Task-1 pairs: `ISIC_xxxxxxx.jpg` and `ISIC_xxxxxxx_segmentation.png` (in `masks`, default the same folder)."
     imgs = {k: v for k, v in image_index(images).items() if not k.endswith('_segmentation')}
@@ -420,6 +440,7 @@ def read_isic_task1(images, masks=None, skip_bad=False) -> pd.DataFrame:
     df = pd.DataFrame([dict(image=str(p), mask=str(mask_idx.get(k, Path(masks or images)/f'{k}_segmentation.png'))) for k, p in imgs.items()])
     return _check_pairs(df, images, skip_bad)
 
+# %% ../nbs/01_datasets.ipynb #3e7a86ed
 def read_ph2_masks(folder, skip_bad=False) -> pd.DataFrame:
     "PH2 pairs from its `PH2 Dataset images` folder: `IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp` and `IMDxxx_lesion/IMDxxx_lesion.bmp`."
     folder = Path(folder)
@@ -428,3 +449,16 @@ def read_ph2_masks(folder, skip_bad=False) -> pd.DataFrame:
     df = pd.DataFrame([dict(image=str(d/f'{d.name}_Dermoscopic_Image'/f'{d.name}.bmp'), mask=str(d/f'{d.name}_lesion'/f'{d.name}_lesion.bmp'),
                             lesion_id=f'PH2_{d.name}') for d in cases])
     return _check_pairs(df, folder, skip_bad)
+
+# %% ../nbs/01_datasets.ipynb #d737f9ec
+def build_index(tables:list, out, conflicts:str='report', valid_pct:float|None=None, seed:int=42) -> pd.DataFrame:
+    "Combine reader `tables` into one table (split by lesion when `valid_pct`), written to `out` with `_skipped` and `_conflicts` reports."
+    if not tables: raise ValueError("give at least one source (see lesion-analysis index --help)")
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        df = combine(*tables, conflicts=conflicts)
+    if valid_pct: df = split_by_lesion(df, valid_pct, seed)
+    out = Path(out); write_csv(df, out)
+    for kind in ('skipped', 'conflicts'):
+        if df.attrs.get(kind): write_csv(pd.DataFrame(df.attrs[kind]), out.with_name(f'{out.stem}_{kind}.csv'))
+    return df

@@ -26,12 +26,13 @@ CLASS_LOOKS = pd.DataFrame([
 ], columns=['label', 'body', 'accent', 'irregular', 'radius', 'blotches', 'structure']).set_index('label')
 CLASS_LOOKS
 
-# %% ../nbs/02_synthetic.ipynb #fd6485bb
+# %% ../nbs/02_synthetic.ipynb #6701a6a0
 def _smooth_noise(rng, h, w, scale=8, amp=1.0):
     "Low-frequency noise in [-amp, amp] of shape (h, w)."
     small = rng.uniform(-1, 1, (max(2, h // scale), max(2, w // scale))).astype(np.float32)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) * amp
 
+# %% ../nbs/02_synthetic.ipynb #7c4650a2
 def _blob_mask(rng, size, centre, radius, irregular):
     "A float mask in [0, 1] of a lesion whose radius wobbles by `irregular` around the circle."
     t = np.linspace(0, 2 * np.pi, 90, endpoint=False)
@@ -42,11 +43,12 @@ def _blob_mask(rng, size, centre, radius, irregular):
     cv2.fillPoly(m, [pts.round().astype(np.int32)], 1.0)
     return cv2.GaussianBlur(m, (0, 0), max(0.8, size / 160))
 
+# %% ../nbs/02_synthetic.ipynb #6866f1ee
 def _paint(img, mask, colour):
     "Blend `colour` into `img` where `mask` (float in [0, 1]) is on."
     img[:] = img * (1 - mask[..., None]) + np.asarray(colour, np.float32) * mask[..., None]
 
-# %% ../nbs/02_synthetic.ipynb #cf5c4971
+# %% ../nbs/02_synthetic.ipynb #a4e22667
 def _vessels(rng, img, m, c, r, s):
     "Thin branching red vessels over the lesion."
     for _ in range(4):
@@ -56,6 +58,7 @@ def _vessels(rng, img, m, c, r, s):
             cv2.line(img, tuple(p.astype(int)), tuple(q.astype(int)), (150, 20, 30), max(1, s // 160))
             p = q
 
+# %% ../nbs/02_synthetic.ipynb #9d71eadc
 def _spots(colour, n, frac):
     "A structure of `n` small spots of `colour` scattered over `frac` of the radius."
     def draw(rng, img, m, c, r, s):
@@ -64,11 +67,13 @@ def _spots(colour, n, frac):
             cv2.circle(img, tuple(p.astype(int)), max(1, int(r * rng.uniform(0.05, 0.12))), colour, -1)
     return draw
 
+# %% ../nbs/02_synthetic.ipynb #7121f70b
 def _scar(rng, img, m, c, r, s):
     "A white scar-like patch in the centre (dermatofibroma)."
     patch = _blob_mask(rng, s, c, r * 0.45, 0.2)
     _paint(img, patch, (235, 225, 215))
 
+# %% ../nbs/02_synthetic.ipynb #174eab54
 def _lobules(rng, img, m, c, r, s):
     "Red-purple lagoons (vascular lesion)."
     for _ in range(6):
@@ -78,11 +83,12 @@ def _lobules(rng, img, m, c, r, s):
 STRUCTURES = {'vessels': _vessels, 'scale': _spots((245, 240, 230), 25, 0.8), 'keratin': _spots((240, 225, 170), 12, 0.4),
               'scar': _scar, 'lobules': _lobules}
 
-# %% ../nbs/02_synthetic.ipynb #0f43d021
+# %% ../nbs/02_synthetic.ipynb #85fc8159
 def _jitter(rng, colour, amount=18):
     "`colour` moved by up to `amount` per channel."
     return np.clip(np.asarray(colour, float) + rng.uniform(-amount, amount, 3), 0, 255)
 
+# %% ../nbs/02_synthetic.ipynb #37975a93
 def synth_lesion(label:str, size:int=128, seed:int=0, border:bool|None=None, hair:bool|None=None) -> np.ndarray:
     "A dermoscopy-like HxWx3 uint8 RGB image of a lesion of class `label`; `border`/`hair` default to random."
     if label not in CLASS_LOOKS.index: raise ValueError(f"unknown class {label!r}; expected one of {CLASSES}")
@@ -112,7 +118,7 @@ def synth_lesion(label:str, size:int=128, seed:int=0, border:bool|None=None, hai
         img[out] = 0
     return img
 
-# %% ../nbs/02_synthetic.ipynb #7231bf12
+# %% ../nbs/02_synthetic.ipynb #fd10cd66
 SITES = ['head/neck', 'upper extremity', 'lower extremity', 'anterior torso', 'posterior torso', 'palms/soles']
 
 def _another_view(img, rng):
@@ -122,6 +128,7 @@ def _another_view(img, rng):
     M[:, 2] += rng.uniform(-.05, .05, 2) * s
     return cv2.warpAffine(img, M, (s, s), borderMode=cv2.BORDER_REFLECT)
 
+# %% ../nbs/02_synthetic.ipynb #d812ff02
 def make_synthetic(out_dir, n_per_class:int=20, size:int=128, classes=CLASSES, images_per_lesion:int=2, seed:int=0) -> pd.DataFrame:
     "Write a synthetic dataset (JPEGs and `labels.csv`) to `out_dir` and return its table."
     out_dir = Path(out_dir); (out_dir/'images').mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def test_segmentation_train_and_segment(pairs, seg_model, tmp_path):
     reasons = pd.read_csv(seg/'skipped.csv').reason.str.cat(sep=' | ')
     assert re.search('but (its )?image', reasons) and 'not a binary mask' in reasons and 'empty mask' in reasons, reasons
     cfg = json.loads((seg/'config.json').read_text())
-    assert cfg['format'] == 'lesion_analysis.segmenter/1' and cfg['recipe']['loss'] == 'dice_ce'
+    assert (cfg['format'], cfg['task'], cfg['model']) == ('lesion_analysis.model/2', 'segmentation', 'unet') and cfg['recipe']['loss'] == 'dice_ce'
     imgs = list(pd.read_csv(pairs/'pairs.csv').image[:3])
     r = cli('segment', seg, *imgs, pairs/'not_there.jpg', '--out', tmp_path/'masks', '--tta', 'flips')
     assert r.returncode == 0, r.stderr

@@ -9,7 +9,7 @@ from conftest import ROOT
 from lesion_analysis.core import CLASSES
 from lesion_analysis.synthetic import make_synthetic
 from lesion_analysis.datasets import read_table
-from lesion_analysis.train import train_classifier, Recipe
+from lesion_analysis.train import train, Recipe
 
 ARTIFACTS = ROOT/'test_artifacts'
 
@@ -17,7 +17,7 @@ ARTIFACTS = ROOT/'test_artifacts'
 def model(tmp_path_factory):
     "A small classifier trained in the test."
     d = tmp_path_factory.mktemp('serve'); make_synthetic(d/'data', n_per_class=6, size=64, seed=6)
-    train_classifier(read_table(d/'data'/'labels.csv', images=d/'data'/'images'), d/'model', Recipe(size=64, bs=16, freeze_epochs=0, epochs=1, lr=1e-3))
+    train(read_table(d/'data'/'labels.csv', images=d/'data'/'images'), d/'model', Recipe(size=64, bs=16, freeze_epochs=0, epochs=1, lr=1e-3))
     return d/'model'
 
 @pytest.fixture(scope='module')
@@ -83,7 +83,7 @@ def test_browser_metadata_fields(shared, tmp_path):
     from playwright.sync_api import sync_playwright
     from lesion_analysis.datasets import read_padufes
     pad = read_padufes(shared/'padufes'/'metadata.csv', images=shared/'padufes'/'images').groupby('label').head(10).reset_index(drop=True)
-    train_classifier(pad, tmp_path/'fusion', Recipe(size=48, bs=16, freeze_epochs=0, epochs=1, lr=1e-3, metadata='age,sex,site'))
+    train(pad, tmp_path/'fusion', Recipe(size=48, bs=16, freeze_epochs=0, epochs=1, lr=1e-3, metadata='age,sex,site'))
     with serving(tmp_path/'fusion') as url:
         with sync_playwright() as p:
             browser, page = browser_page(p)

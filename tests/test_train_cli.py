@@ -20,7 +20,7 @@ def test_train_writes_a_loadable_model_dir(syn, tmp_path):
     for f in ('model.safetensors', 'config.json', 'export.pkl', 'history.csv', 'history.png'): assert (out/f).is_file(), f
     cfg = json.loads((out/'config.json').read_text())
     assert cfg['arch'] == 'tf_efficientnet_lite0' and cfg['size'] == 40 and len(cfg['classes']) == 9
-    from lesion_analysis.train import load_model_dir
+    from lesion_analysis.modeldir import load_model_dir
     model, _ = load_model_dir(out)
     assert model(torch.zeros(1, 3, 40, 40)).shape == (1, 9)
     # an existing model is never overwritten without --force

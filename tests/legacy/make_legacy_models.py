@@ -1,4 +1,4 @@
-"""Made once, at commit 809b1aa (the release before the module split), to check that model directories written by that
+"""Made once, at commit 4d17eeb (the model-directory layout of release 809b1aa, before the module split), to check that model directories written by that
 release still load and predict identically: `python tests/legacy/make_legacy_models.py` there. Never re-run it on later
 code (it would only compare the code with itself). Tiny timm test networks, untrained-from-scratch, a few hundred KB each."""
 import json, shutil, sys
