@@ -67,9 +67,9 @@ class Classification(Task):
     name, losses, monitor = 'classification', LOSSES, 'balanced_accuracy_score'
 
     @classmethod
-    def read_table(cls, table, images=None) -> pd.DataFrame:
+    def read_table(cls, table, images=None, skip_missing:bool=False) -> pd.DataFrame:
         "A labelled table (CSV, or a folder with a sub-folder per class)."
-        df = ds.read_inputs(table, images)
+        df = ds.read_inputs(table, images, skip_missing)
         if df.label.isna().all(): raise LesionDataError(table, "no label column: training needs a label per image")
         return df
 

@@ -4,17 +4,14 @@
 
 # %% ../nbs/16_cli.ipynb #17cbcd2e
 from __future__ import annotations
-import argparse, dataclasses, sys
+import argparse, dataclasses, sys, tempfile, warnings
 from pathlib import Path
-import numpy as np, pandas as pd
-from .core import *
-from . import datasets as ds
 
 # %% auto #0
-__all__ = ['COMMANDS', 'command', 'index_args', 'run_index', 'preprocess_args', 'run_preprocess', 'add_recipe_args',
-           'recipe_from', 'train_args', 'run_train', 'predict_args', 'run_predict', 'evaluate_args', 'run_evaluate',
-           'ensemble_args', 'run_ensemble', 'explain_args', 'run_explain', 'segment_args', 'run_segment', 'serve_args',
-           'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
+__all__ = ['COMMANDS', 'QUIET_WARNINGS', 'command', 'index_args', 'run_index', 'preprocess_args', 'run_preprocess',
+           'add_recipe_args', 'recipe_from', 'train_args', 'run_train', 'predict_args', 'run_predict', 'evaluate_args',
+           'run_evaluate', 'ensemble_args', 'run_ensemble', 'explain_args', 'run_explain', 'segment_args',
+           'run_segment', 'serve_args', 'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #6a457ee5
 COMMANDS = {}
@@ -29,6 +26,7 @@ def command(name:str, help:str):
 # %% ../nbs/16_cli.ipynb #a4c4da4a
 def _sources(a) -> list:
     "Read every source named on the command line, in priority order."
+    from lesion_analysis import datasets as ds
     gt = a.isic2019
     readers = [
         (a.isic2019 or a.isic2019_meta, lambda: ds.read_isic2019(a.isic2019, a.isic2019_meta, a.isic2019_images, a.skip_missing)),
@@ -69,6 +67,9 @@ def index_args(p):
 
 # %% ../nbs/16_cli.ipynb #a5f083da
 def run_index(a):
+    import pandas as pd
+    from lesion_analysis import datasets as ds
+    from lesion_analysis.core import CLASSES
     df = ds.build_index(_sources(a), a.out, a.conflicts, a.valid_pct, a.seed)
     counts = pd.crosstab(df.source, df.label.fillna('unlabelled'), margins=True, margins_name='all')
     print(counts[[c for c in [*CLASSES, 'unlabelled', 'all'] if c in counts]].to_string())
@@ -89,13 +90,14 @@ def preprocess_args(p):
     p.add_argument('--lesion-margin', type=float, default=None,
                    help='crop the lesion instead of the frame: its box (x0, y0, x1, y1 columns) or mask (mask column) grown by this fraction')
     p.add_argument('--colour', choices=['shades_of_gray', 'gamma'], help='colour normalisation of every image (default: none)')
+    p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
     return run_preprocess
 
 # %% ../nbs/16_cli.ipynb #5179ad63
 def run_preprocess(a):
     from lesion_analysis.preprocess import preprocess_inputs
-    out = preprocess_inputs(a.table, a.out, a.images, a.workers, size=a.size, side=a.side, crop=a.crop, caption=a.caption,
+    out = preprocess_inputs(a.table, a.out, a.images, a.workers, a.recursive, size=a.size, side=a.side, crop=a.crop, caption=a.caption,
                             lesion_margin=a.lesion_margin, colour=a.colour)
     cache, skipped = out.attrs['cache'], out.attrs['skipped']
     cropped = ((out.crop_x1 - out.crop_x0 < out.orig_width) | (out.crop_y1 - out.crop_y0 < out.orig_height)).sum()
@@ -135,16 +137,18 @@ def train_args(p):
     p.add_argument('table', type=Path, help='table CSV (image, label or mask[, split_group/lesion_id, is_valid]) or a folder per class')
     p.add_argument('--images', type=Path, help='folder the image column is relative to')
     p.add_argument('--out', type=Path, required=True, help='model directory to write')
-    p.add_argument('--cache', type=Path, help='preprocessing cache (default: OUT/cache)')
+    p.add_argument('--cache', type=Path, help='preprocessing cache (default: $LESION_ANALYSIS_CACHE, else ~/.cache/lesion_analysis)')
     p.add_argument('--force', action='store_true', help='overwrite a model already in OUT')
     p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions for --lesion-margin')
+    p.add_argument('--skip-missing', action='store_true', help='leave out images that are missing or unreadable (listed in OUT/skipped.csv)')
+    p.add_argument('--export-pickle', action='store_true', help="also write fastai's export.pkl (a pickle: load it only from a source you trust)")
     add_recipe_args(p)
     return run_train
 
 # %% ../nbs/16_cli.ipynb #e4642adc
 def run_train(a):
     from lesion_analysis.train import train_file, task_for
-    learn, cfg = train_file(a.table, a.out, recipe_from(a), a.images, a.cache, a.force, _segmenter(a.segmenter))
+    learn, cfg = train_file(a.table, a.out, recipe_from(a), a.images, a.cache, a.force, _segmenter(a.segmenter), a.skip_missing, a.export_pickle)
     print(task_for(cfg['task']).summary(cfg, a.out))
     return cfg
 
@@ -161,13 +165,15 @@ def predict_args(p):
                         'trained with the unweighted loss, where it raised balanced accuracy on real images')
     p.add_argument('--unk', choices=['maxprob', 'entropy'], help='flag out-of-distribution images as UNK (models without UNK)')
     p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions, for a model trained on lesion crops')
+    p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=32)
     return run_predict
 
 # %% ../nbs/16_cli.ipynb #6b40c7e6
 def run_predict(a):
+    from lesion_analysis import datasets as ds
     from lesion_analysis.infer import predict_models, to_isic
-    df = ds.read_inputs(a.inputs, a.images, skip_missing=True)
+    df = ds.read_inputs(a.inputs, a.images, skip_missing=True, labels=False, recursive=a.recursive)
     res = predict_models([a.model], df, a.out, a.bs, a.tta, a.priors, a.unk, _segmenter(a.segmenter))[0]
     flagged = f", {int(res.unk_flag.sum())} flagged UNK" if 'unk_flag' in res else ''
     problems = res.attrs.get('metadata_problems', [])
@@ -227,25 +233,33 @@ def explain_args(p):
     p.add_argument('--confused', type=Path, help='labelled table: galleries of its most-confused pairs instead')
     p.add_argument('--images-dir', dest='images_dir', type=Path, help='folder the image column of --confused is relative to')
     p.add_argument('--top', type=int, default=3, help='pairs in the confused-pairs gallery')
+    p.add_argument('--tta', choices=['none', 'fastai', 'paper', 'flips'], default='none', help='test-time augmentation, as for predict')
+    p.add_argument('--priors', choices=['auto', 'rescale', 'keep'], default='auto', help='prior rescaling, as for predict')
     p.add_argument('--out', type=Path, required=True, help='output folder')
     return run_explain
 
 # %% ../nbs/16_cli.ipynb #2fb02355
 def run_explain(a):
+    import pandas as pd
+    from lesion_analysis import datasets as ds
+    from lesion_analysis.core import LesionDataError
     from lesion_analysis.infer import Classifier, predict
     from lesion_analysis.interpret import explain_images, confused_gallery, METHODS
     if a.method not in METHODS: raise ValueError(f"unknown method {a.method!r}; choose from {list(METHODS)}")
     clf = Classifier(a.model)
     if a.confused:
-        df = ds.read_inputs(a.confused, a.images_dir, skip_missing=True)
+        df = ds.read_inputs(a.confused, a.images_dir, skip_missing=True)  # labels needed here
         if df.label.isna().all(): raise LesionDataError(a.confused, "needs a label column for the confused pairs")
         preds = predict(clf, df).merge(df[['image', 'label']], on='image')
         files = confused_gallery(clf, preds, a.out, top=a.top, layer=a.layer)
         print(f"{len(files)} confused-pair galleries in {a.out}")
         return files
     if not a.images: raise ValueError("give image files to explain, or --confused TABLE")
-    page = explain_images(clf, a.images, a.out, a.method, a.target, a.layer)
-    print(f"{len(a.images)} images explained with {a.method}: {page}")
+    from lesion_analysis.infer import PRIOR_CHOICES
+    page = explain_images(clf, a.images, a.out, a.method, a.target, a.layer, a.tta, PRIOR_CHOICES[a.priors])
+    skipped = len(pd.read_csv(a.out/'skipped.csv'))
+    if skipped == len(a.images): raise LesionDataError(a.out, f"nothing explained: all {skipped} image(s) were skipped (reasons in {a.out/'skipped.csv'})")
+    print(f"{len(a.images) - skipped} images explained with {a.method}: {page}" + (f"; {skipped} skipped (reasons in {a.out/'skipped.csv'})" if skipped else ''))
     return page
 
 # %% ../nbs/16_cli.ipynb #4614340d
@@ -258,16 +272,18 @@ def segment_args(p):
     p.add_argument('--images-dir', dest='images_dir', type=Path, help='folder the image column of a table is relative to')
     p.add_argument('--tta', choices=list(SEG_TTA), default='flips', help='mask test-time augmentation (default: flips)')
     p.add_argument('--threshold', type=float, default=0.5, help='lesion probability above which a pixel is lesion')
+    p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=16)
     return run_segment
 
 # %% ../nbs/16_cli.ipynb #af7df28c
 def run_segment(a):
+    from lesion_analysis import datasets as ds
     from lesion_analysis.segment import segment_images
     seg = _segmenter(a.model)  # a bad model directory fails before the inputs are read
-    df = ds.read_inputs(a.images, a.images_dir, skip_missing=True)
-    res = segment_images(seg, df.image, a.out, a.tta, a.bs, a.threshold)
-    skipped = df.attrs['skipped'] + res.attrs['skipped']
+    df = ds.read_inputs(a.images, a.images_dir, skip_missing=True, labels=False, recursive=a.recursive)
+    res = segment_images(seg, df.image, a.out, a.tta, a.bs, a.threshold, skipped=df.attrs['skipped'])
+    skipped = res.attrs['skipped']
     print(f"{len(res)} images segmented into {a.out} ({(~res.lesion_found).sum()} without a lesion found); {len(skipped)} skipped"
           + (f" (reasons in {a.out/'skipped.csv'})" if skipped else ''))
     return res
@@ -280,6 +296,7 @@ def serve_args(p):
     p.add_argument('--port', type=int, default=8000)
     p.add_argument('--max-upload-mb', type=float, default=20, help='largest upload accepted (MB)')
     p.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (each loads the model)')
+    p.add_argument('--upload-timeout', type=float, default=30., help='seconds an upload may stall before it is answered 408')
     p.add_argument('--segmenter', type=Path, help='segmentation model directory, for a model trained on lesion-centred crops')
     return run_serve
 
@@ -288,7 +305,7 @@ def run_serve(a):
     import os, uvicorn
     from lesion_analysis.serve import create_app
     if a.workers == 1:  # load the model once, here, so a bad model directory fails with a clear message
-        return uvicorn.run(create_app(a.model, a.max_upload_mb, segmenter=a.segmenter), host=a.host, port=a.port, log_level='info')
+        return uvicorn.run(create_app(a.model, a.max_upload_mb, segmenter=a.segmenter, upload_timeout=a.upload_timeout), host=a.host, port=a.port, log_level='info')
     create_app(a.model, a.max_upload_mb, segmenter=a.segmenter)  # several workers load it themselves: check it first
     os.environ.update(LESION_ANALYSIS_MODEL=str(Path(a.model).resolve()), LESION_ANALYSIS_MAX_UPLOAD_MB=str(a.max_upload_mb),
                       LESION_ANALYSIS_SEGMENTER=str(Path(a.segmenter).resolve()) if a.segmenter else '')
@@ -297,7 +314,7 @@ def run_serve(a):
 # %% ../nbs/16_cli.ipynb #51090f29
 @command('demo', 'run the pipeline end to end on synthetic data (CPU, a few minutes)')
 def demo_args(p):
-    p.add_argument('--out', type=Path, default=Path('lesion_demo'), help='folder for all outputs')
+    p.add_argument('--out', type=Path, help='folder for all outputs (default: a new folder in the temporary directory)')
     p.add_argument('--n-per-class', type=int, default=40, help='synthetic lesions per class')
     p.add_argument('--size', type=int, default=96, help='image size in pixels')
     p.add_argument('--epochs', type=int, default=4, help='unfrozen epochs (after one frozen epoch)')
@@ -310,26 +327,39 @@ def demo_args(p):
 # %% ../nbs/16_cli.ipynb #b0b2c600
 def run_demo(a):
     from lesion_analysis.demo import demo
-    return demo(a.out, a.n_per_class, a.size, a.epochs, a.bs, a.lr, a.arch, a.seed)
+    return demo(a.out or Path(tempfile.mkdtemp(prefix='lesion_demo_')), a.n_per_class, a.size, a.epochs, a.bs, a.lr, a.arch, a.seed)
 
 # %% ../nbs/16_cli.ipynb #678b157d
-def parser() -> argparse.ArgumentParser:
-    "The `lesion-analysis` argument parser with every registered subcommand."
+def parser(argv=()) -> argparse.ArgumentParser:
+    "The `lesion-analysis` parser: every subcommand, with the options of the one `argv` names (the others' options are not built)."
     p = argparse.ArgumentParser(prog='lesion-analysis', description='Skin-lesion image analysis: datasets, training, evaluation, serving. '
                                 'Every command: lesion-analysis COMMAND --help.')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for name, (help, add_args) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
-        sp.set_defaults(run=add_args(sp))
+        if name in argv: sp.set_defaults(run=add_args(sp))  # building some commands' options imports torch: only for the command run
     return p
+
+# %% ../nbs/16_cli.ipynb #a7f3ab77
+QUIET_WARNINGS = [  # warnings of the libraries below that a user of the command line can do nothing about
+    (FutureWarning, r'`torch\.jit\.script` is deprecated'),           # torch, about code inside timm and fastai
+    (Warning, r"The 'mode\.chained_assignment' option is deprecated"),  # pandas, about fastai's import
+    (UserWarning, r'y_pred contains classes not in y_true'),             # scikit-learn, a class absent from a small validation set
+]
 
 # %% ../nbs/16_cli.ipynb #d4a2119f
 def main(argv=None):
-    "Run `lesion-analysis` with `argv`; user errors exit with status 2 and a one-line message."
-    a = parser().parse_args(argv)
+    "Run `lesion-analysis` with `argv`: user errors exit 2 with a one-line message, Ctrl-C exits 130 with one line."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for category, message in QUIET_WARNINGS: warnings.filterwarnings('ignore', message, category)
+    command = f"lesion-analysis {next((w for w in argv if w in COMMANDS), '')}".strip()
     try:
+        a = parser(argv).parse_args(argv)  # help and usage errors answer here, before the library is loaded
         a.run(a)
         return 0
-    except (LesionDataError, ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
-        print(f"lesion-analysis {a.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted (what it finished is complete; a prediction run resumes with the same command)", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:  # LesionDataError is a ValueError
+        print(f"{command}: error: {e.for_cli() if hasattr(e, 'for_cli') else e}", file=sys.stderr)
         sys.exit(2)

@@ -4,15 +4,18 @@
 
 # %% ../nbs/00_core.ipynb #d1d82cfc
 from __future__ import annotations
-import io, os, tempfile, warnings
+import io, os, re, sys, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import cv2, numpy as np, pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
+from fastcore.imports import IN_NOTEBOOK
+from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['CLASS_NAMES', 'CLASSES', 'TABLE_COLUMNS', 'IMAGE_EXTS', 'MAX_PIXELS', 'LesionDataError', 'make_table',
-           'normalise_labels', 'load_image', 'is_image_file', 'atomic_write', 'write_csv', 'save_jpeg', 'shared_data']
+__all__ = ['CLASS_NAMES', 'CLASSES', 'TABLE_COLUMNS', 'IMAGE_EXTS', 'CLASS_ALIASES', 'MAX_PIXELS', 'UMASK', 'LesionDataError',
+           'make_table', 'class_code', 'normalise_labels', 'load_image', 'is_image_file', 'atomic_write', 'write_csv',
+           'save_jpeg', 'show_progress', 'with_progress', 'shared_data']
 
 # %% ../nbs/00_core.ipynb #47aaf2b5
 CLASS_NAMES = {
@@ -33,9 +36,17 @@ TABLE_COLUMNS = ['image', 'label', 'source', 'lesion_id', 'patient_id', 'age', '
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp'}
 
 # %% ../nbs/00_core.ipynb #e3080b99
+_OPTION = re.compile(r'\[\[(\w+)\]\]')  # an option a message suggests: [[skip_missing]]
+
 class LesionDataError(ValueError):
-    "Bad input: the message names the file and what is wrong with it."
-    def __init__(self, path, problem): super().__init__(f"{path}: {problem}")
+    "Bad input: the message names the file and what is wrong; an option it suggests is written `[[name]]` and rendered for the caller."
+    def __init__(self, path, problem):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {_OPTION.sub(lambda m: m[1] + '=True', problem)}")
+
+    def for_cli(self) -> str:
+        "The message with the options it suggests written as command-line flags."
+        return f"{self.path}: {_OPTION.sub(lambda m: '--' + m[1].replace('_', '-'), self.problem)}"
 
 # %% ../nbs/00_core.ipynb #2e275d57
 def make_table(df:pd.DataFrame, source:str) -> pd.DataFrame:
@@ -55,14 +66,30 @@ def make_table(df:pd.DataFrame, source:str) -> pd.DataFrame:
     return df[TABLE_COLUMNS + extra].reset_index(drop=True)
 
 # %% ../nbs/00_core.ipynb #6dedca39
-_LABEL_ALIASES = {**{c.lower(): c for c in CLASSES}, **{n.lower(): c for c, n in CLASS_NAMES.items()}}
+CLASS_ALIASES = {'MEL': ['melanoma'], 'NV': ['nevus', 'naevus', 'melanocytic naevus', 'mole'],
+                 'BCC': ['basal cell carcinoma'], 'AK': ['actinic keratosis', 'solar keratosis'],
+                 'BKL': ['benign keratosis', 'benign keratosis-like lesion', 'seborrheic keratosis', 'seborrhoeic keratosis',
+                         'solar lentigo', 'lichen planus-like keratosis'],
+                 'DF': ['dermatofibroma'], 'VASC': ['vascular lesion'], 'SCC': ['squamous cell carcinoma'],
+                 'UNK': ['unknown', 'other', 'none of the others']}
 
+# %% ../nbs/00_core.ipynb #ab317261
+def _name_key(s) -> str: return re.sub(r'[\s_-]+', ' ', str(s).strip().lower())
+
+_LABEL_ALIASES = {_name_key(k): c for c in CLASSES for k in [c, CLASS_NAMES[c], *CLASS_ALIASES[c]]}
+
+# %% ../nbs/00_core.ipynb #483383f4
+def class_code(name) -> str|None:
+    "The ISIC code of class `name`: a code or a common name, in any case (None if it is neither)."
+    return _LABEL_ALIASES.get(_name_key(name))
+
+# %% ../nbs/00_core.ipynb #11f000c9
 def normalise_labels(labels:pd.Series, path='table') -> pd.Series:
-    "Map codes in any case or full names onto `CLASSES`; raise naming `path` on anything else."
-    out = labels.astype('string').str.strip().str.lower().map(_LABEL_ALIASES)
+    "Map codes or names of classes (any case) onto `CLASSES`; raise naming `path` on anything else."
+    out = labels.map(lambda v: None if pd.isna(v) else class_code(v)).astype('string')
     bad = labels[out.isna() & labels.notna()].unique()
     if labels.isna().any(): bad = [*bad, '<empty>']
-    if len(bad): raise LesionDataError(path, f"unknown label(s) {list(bad)[:10]}; expected one of {CLASSES} or their full names")
+    if len(bad): raise LesionDataError(path, f"unknown label(s) {list(bad)[:10]}; expected one of {CLASSES} or their names (e.g. 'melanoma', 'benign keratosis')")
     return out.astype(str)
 
 # %% ../nbs/00_core.ipynb #6748ff73
@@ -81,8 +108,8 @@ def _to_rgb8(im:Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert('RGB')))
 
 # %% ../nbs/00_core.ipynb #dd70c2f9
-def load_image(src, max_pixels:int=MAX_PIXELS, name:str='upload') -> np.ndarray:
-    "Read `src` (a path, or the bytes of an image file called `name`) as an HxWx3 uint8 RGB array, or raise `LesionDataError` saying why not."
+def load_image(src, max_pixels:int=MAX_PIXELS, name:str='upload', min_side:int|None=None) -> np.ndarray:
+    "Read `src` (a path, or the bytes of an image file called `name`) as an upright HxWx3 uint8 RGB array, or raise `LesionDataError`."
     if isinstance(src, (bytes, bytearray)):
         path, fp = name, io.BytesIO(src)
         if not src: raise LesionDataError(path, "empty file")
@@ -94,10 +121,11 @@ def load_image(src, max_pixels:int=MAX_PIXELS, name:str='upload') -> np.ndarray:
             w, h = im.size
             if w * h > max_pixels: raise LesionDataError(path, f"{w}x{h} pixels is over the limit of {max_pixels} (possible decompression bomb)")
             if w < 1 or h < 1: raise LesionDataError(path, f"empty image ({w}x{h})")
+            if min_side: im.draft('RGB', (min_side, min_side))  # JPEG: decode at the smallest 1/2^k scale keeping both sides >= min_side
             with warnings.catch_warnings():
                 warnings.simplefilter('error', Image.DecompressionBombWarning)
                 im.load()
-            return _to_rgb8(im)
+            return _to_rgb8(ImageOps.exif_transpose(im))  # as the camera held it: the EXIF orientation applied
     except LesionDataError: raise
     except UnidentifiedImageError: raise LesionDataError(path, "not an image file (cannot identify its format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -113,16 +141,25 @@ def is_image_file(path) -> bool:
         return True
     except Exception: return False
 
+# %% ../nbs/00_core.ipynb #64352746
+def _read_umask() -> int:
+    "The process's umask (set and put back at once, when the module is imported)."
+    mask = os.umask(0o22); os.umask(mask)
+    return mask
+
+UMASK = _read_umask()
+
 # %% ../nbs/00_core.ipynb #db44fddb
 @contextmanager
 def atomic_write(path, suffix=None):
-    "Yield a temporary path beside `path`; on success move it onto `path` in one step."
+    "Yield a temporary path beside `path`; on success move it onto `path` in one step (with the mode the umask gives new files)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=suffix or path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp (and writers that replace the file) make it private: the mode any other tool would give
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
@@ -141,9 +178,25 @@ def save_jpeg(img:np.ndarray, path, quality:int=95):
             raise LesionDataError(path, "could not write JPEG")
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #cafa9d84
+def show_progress() -> bool:
+    "Whether progress bars help: in a notebook, or when standard error is a terminal (not a log file or a pipe)."
+    return IN_NOTEBOOK or sys.stderr.isatty()
+
+# %% ../nbs/00_core.ipynb #a256e73e
+def with_progress(items, total:int|None=None):
+    "`items` with a progress bar where `show_progress` says bars help; else `items` alone (fastprogress prints even when not displaying)."
+    if not show_progress(): return items
+    return progress_bar(items, total=total, leave=False)
+
 # %% ../nbs/00_core.ipynb #2ec6bcab
-def shared_data(name:str='', start=None) -> Path|None:
-    "Path of `shared/data/name` beside the checkout (or `$LESION_ANALYSIS_SHARED/name`), None if absent."
+def shared_data(name:str='', start=None, missing_ok:bool=False) -> Path|None:
+    "Path of `shared/data/name` beside the checkout (or `$LESION_ANALYSIS_SHARED/name`); raise, or None with `missing_ok`, if absent."
     env = os.environ.get('LESION_ANALYSIS_SHARED')
-    roots = [Path(env)] if env else [p/'shared'/'data' for p in [Path(start or os.getcwd()).resolve(), *Path(start or os.getcwd()).resolve().parents]]
-    return next((r/name for r in roots if (r/name).exists()), None)
+    here = Path(start or os.getcwd()).resolve()
+    roots = [Path(env)] if env else [p/'shared'/'data' for p in [here, *here.parents]]
+    found = next((r/name for r in roots if (r/name).exists()), None)
+    if found is None and not missing_ok:
+        raise LesionDataError(Path('shared')/'data'/name, f"not found in {roots[0] if env else 'shared/data beside ' + str(here) + ' or its parents'}: "
+                              "set LESION_ANALYSIS_SHARED to the folder that holds the data (see each dataset's PROVENANCE.md)")
+    return found

@@ -77,10 +77,13 @@ def _map_dx(dx:pd.Series, table:dict, path, what='diagnosis') -> pd.Series:
 
 # %% ../nbs/01_datasets.ipynb #cb9015ef
 def _read_csv(path, required=(), **kwargs) -> pd.DataFrame:
-    "Read the CSV at `path`, raising `LesionDataError` if it is missing, empty, malformed or lacks `required` columns."
+    "Read the CSV at `path` (comma, or a semicolon, tab or bar it detects), raising `LesionDataError` if it is missing, empty, malformed or lacks `required` columns."
     path = Path(path)
     if not path.is_file(): raise LesionDataError(path, "file not found")
-    try: df = pd.read_csv(path, **kwargs)
+    try:
+        df = pd.read_csv(path, **kwargs)
+        if len(df.columns) == 1 and (sep := next((s for s in ';\t|' if s in str(df.columns[0])), None)):
+            df = pd.read_csv(path, sep=sep, **kwargs)   # a table written with another separator (a spreadsheet's ';', say)
     except pd.errors.EmptyDataError: raise LesionDataError(path, "the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e: raise LesionDataError(path, f"malformed CSV ({e})") from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -119,7 +122,7 @@ def _check_files(df:pd.DataFrame, path, skip_missing=False) -> pd.DataFrame:
     bad = problem.notna()
     if bad.any() and not skip_missing:
         eg = '; '.join(f"{i}: {r}" for i, r in zip(df.image[bad][:5], problem[bad][:5]))
-        raise LesionDataError(path, f"{bad.sum()} image(s) missing or unreadable ({eg}); pass skip_missing=True to drop them")
+        raise LesionDataError(path, f"{bad.sum()} image(s) missing or unreadable ({eg}); skip them (reported) with [[skip_missing]]")
     out = df[~bad].copy()
     out.attrs['skipped'] = [dict(image=str(i), reason=r) for i, r in zip(df.image[bad], problem[bad])]
     return out
@@ -308,20 +311,22 @@ def _has_class_folders(folder:Path) -> bool:
     return any(is_image_file(f) for d in folder.iterdir() if d.is_dir() for f in d.rglob('*') if f.is_file())
 
 # %% ../nbs/01_datasets.ipynb #86053a1a
-def read_inputs(inputs, images=None, skip_missing=False) -> pd.DataFrame:
-    "A table of the images in a CSV (labels optional), a folder (class sub-folders or plain images), or a list of image files."
+def read_inputs(inputs, images=None, skip_missing=False, labels:bool=True, recursive:bool=False) -> pd.DataFrame:
+    "A table of the images in a CSV, a folder or a list of image files; `labels`: read labels (class sub-folders, a label column)."
     inputs = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
     if not inputs: raise ValueError("no input given")
     first = inputs[0]
     if len(inputs) == 1 and first.suffix.lower() == '.csv':
-        has_label = 'label' in _read_csv(first, ['image'], nrows=1).columns
+        has_label = labels and 'label' in _read_csv(first, ['image'], nrows=1).columns
         return read_table(first, images, label_col='label' if has_label else None, skip_missing=skip_missing)
     if len(inputs) == 1 and first.is_dir():
-        if _has_class_folders(first): return read_folder(first)
-        files = [str(f) for f in sorted(first.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_EXTS]
-        if not files: raise LesionDataError(first, "no image files found in the folder")
-        df, source = pd.DataFrame(dict(image=files, label=pd.NA)), first.name
-    else: df, source = _check_files(pd.DataFrame(dict(image=[str(p) for p in inputs], label=pd.NA)), 'the input files', skip_missing), 'files'
+        if labels and not recursive and _has_class_folders(first): return read_folder(first)
+        entries = sorted(first.rglob('*') if recursive else first.iterdir())
+        files = [str(f) for f in entries if f.suffix.lower() in IMAGE_EXTS and not f.is_dir()]  # unreadable ones are reported below
+        if not files: raise LesionDataError(first, "no image files found in the folder" + ("" if recursive else " (its sub-folders are read with [[recursive]])"))
+        inputs, source = files, first.name
+    else: source = 'files'
+    df = _check_files(pd.DataFrame(dict(image=[str(p) for p in inputs], label=pd.NA)), first if source != 'files' else 'the input files', skip_missing)
     out = make_table(df, source); out.attrs['skipped'] = df.attrs.get('skipped', [])
     return out
 

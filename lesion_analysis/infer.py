@@ -5,11 +5,11 @@
 # %% ../nbs/12_infer.ipynb #06721138
 from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
+import hashlib, json, sys
 from pathlib import Path
 import warnings
 import cv2, numpy as np, pandas as pd, torch, torch.nn.functional as F
 from fastai.vision.all import TensorImage, Pipeline
-from fastprogress.fastprogress import progress_bar
 from sklearn.metrics import roc_auc_score, balanced_accuracy_score
 from .core import *
 from .datasets import read_inputs
@@ -21,10 +21,10 @@ from .modeldir import ImageModel
 from .fusion import MetaEncoder
 
 # %% auto #0
-__all__ = ['TTA', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views', 'Classifier', 'rescale_default', 'rescale_priors',
+__all__ = ['TTA', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views', 'rescale_default', 'rescale_priors', 'Classifier',
            'unk_score', 'fit_unk_threshold', 'ood_auroc', 'unk_column', 'model_unk_rule', 'lesion_inputs',
-           'metadata_rows', 'predict', 'to_isic', 'align_predictions', 'ensemble', 'greedy_ensemble', 'predict_models',
-           'ensemble_members']
+           'metadata_rows', 'prediction_job', 'resumed_rows', 'predict', 'to_isic', 'align_predictions', 'ensemble',
+           'greedy_ensemble', 'predict_models', 'ensemble_members']
 
 # %% ../nbs/12_infer.ipynb #2ea8b408
 def zoom_crop(x:torch.Tensor, zoom:float=1.05, row:float=.5, col:float=.5) -> torch.Tensor:
@@ -46,6 +46,19 @@ def flip_views(x, scales=(1., 1.15)) -> list:
     return [v.flip(d) if d else v for s in scales for v in [x if s == 1 else zoom_crop(x, s)] for d in (None, (-1,), (-2,), (-2, -1))]
 
 TTA = {'none': (None, None), 'paper': (paper_views, 0.4), 'flips': (flip_views, None), 'fastai': ('train_augmentation', 0.25)}
+
+# %% ../nbs/12_infer.ipynb #e5ef472b
+def rescale_default(config:dict) -> bool:
+    "Whether prior rescaling is on by default for a model: trained with the plain loss and without oversampling."
+    r = config.get('recipe', {})
+    return r.get('loss', 'plain') == 'plain' and not r.get('oversample', False)
+
+# %% ../nbs/12_infer.ipynb #40471cf7
+def rescale_priors(probs, priors, target=None) -> np.ndarray:
+    "Probabilities re-weighted from training `priors` to `target` priors (uniform when None), rows summing to 1."
+    w = np.asarray(target if target is not None else np.ones(len(priors)), float) / np.asarray(priors, float)
+    p = np.asarray(probs, float) * w
+    return p / p.sum(1, keepdims=True)
 
 # %% ../nbs/12_infer.ipynb #28643faa
 class Classifier(ImageModel):
@@ -93,23 +106,14 @@ class Classifier(ImageModel):
         "`probs` divided by the training priors when `rescale` (None: as `rescale_default` says for this model)."
         return rescale_priors(probs, self.priors) if (rescale_default(self.config) if rescale is None else rescale) else np.asarray(probs)
 
+    def probabilities(self, x:torch.Tensor, tta:str='none', meta=None, rescale:bool|None=None) -> np.ndarray:
+        "The probabilities every command reports for batch `x`: the model's (with `tta`), priors rescaled as `rescale` says."
+        return self.rescale(self.predict_batch(x, tta, meta), rescale)
+
     def predict(self, imgs, tta:str='none', meta:pd.DataFrame|None=None, boxes=None) -> np.ndarray:
-        "Class probabilities for image files or RGB arrays (with a `meta` row and a lesion box or mask per image, if the model takes them)."
+        "Reported probabilities for image files or RGB arrays (with a `meta` row and a lesion box or mask per image, if the model takes them)."
         x = self.to_batch([self.prepare(i, b) for i, b in zip(imgs, boxes or [None] * len(imgs))])
-        return self.predict_batch(x, tta, self.meta_batch(meta)[0])
-
-# %% ../nbs/12_infer.ipynb #e5ef472b
-def rescale_default(config:dict) -> bool:
-    "Whether prior rescaling is on by default for a model: trained with the plain loss and without oversampling."
-    r = config.get('recipe', {})
-    return r.get('loss', 'plain') == 'plain' and not r.get('oversample', False)
-
-# %% ../nbs/12_infer.ipynb #40471cf7
-def rescale_priors(probs, priors, target=None) -> np.ndarray:
-    "Probabilities re-weighted from training `priors` to `target` priors (uniform when None), rows summing to 1."
-    w = np.asarray(target if target is not None else np.ones(len(priors)), float) / np.asarray(priors, float)
-    p = np.asarray(probs, float) * w
-    return p / p.sum(1, keepdims=True)
+        return self.probabilities(x, tta, self.meta_batch(meta)[0])
 
 # %% ../nbs/12_infer.ipynb #952cd8b8
 def unk_score(probs, method:str='maxprob') -> np.ndarray:
@@ -170,38 +174,60 @@ def metadata_rows(clf:Classifier, df:pd.DataFrame) -> pd.DataFrame|None:
     return df.drop_duplicates('image').set_index(df.image.drop_duplicates().astype(str))
 
 # %% ../nbs/12_infer.ipynb #1c543f38
+def prediction_job(clf:Classifier, df:pd.DataFrame, tta:str, rescale, unk, segmenter) -> str:
+    "A key for everything a prediction run's rows depend on: the model (config and weights), the options and the inputs."
+    w = clf.path/'model.safetensors'
+    model = [json.dumps(clf.config, sort_keys=True, default=str), *([w.stat().st_size, w.stat().st_mtime_ns] if w.is_file() else [])]
+    seg = str(Path(segmenter.path).resolve()) if segmenter is not None else None
+    job = json.dumps([str(clf.path.resolve()), model, tta, rescale, unk, seg, df.to_csv(index=False)], default=str)
+    return hashlib.sha256(job.encode()).hexdigest()
+
+# %% ../nbs/12_infer.ipynb #2519b09a
+def resumed_rows(partial:Path, job:str, classes:list) -> pd.DataFrame:
+    "The rows `partial` holds when it was written by the same `job`; otherwise none (saying so when it was another job's)."
+    empty = pd.DataFrame(columns=['image', *classes])
+    if not partial.is_file(): return empty
+    key = Path(f'{partial}.json')
+    if key.is_file() and json.loads(key.read_text()).get('job') == job: return pd.read_csv(partial)
+    print(f"{partial}: left by another prediction run (other model, options or inputs): starting afresh", file=sys.stderr)
+    return empty
+
+# %% ../nbs/12_infer.ipynb #68be5659
 def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none', rescale:bool|None=None, unk:dict|None=None,
             progress:bool=True, workers:int=2, save_every:int=10, isic:bool=False, segmenter=None) -> pd.DataFrame:
-    "Probabilities for every image of `df` (a column per class; priors rescaled as `rescale_default` when `rescale` is None); to `out` if given."
+    "Reported probabilities for every image of `df` (a column per class); to `out` if given, resuming an interrupted run of the same job."
     boxes, meta, problems = lesion_inputs(clf, df, segmenter), metadata_rows(clf, df), []
-    partial = Path(f'{out}.partial') if out else None
-    done = pd.read_csv(partial) if partial and partial.is_file() else pd.DataFrame(columns=['image', *clf.classes])
+    partial, job = (Path(f'{out}.partial'), prediction_job(clf, df, tta, rescale, unk, segmenter)) if out else (None, None)
+    done = resumed_rows(partial, job, clf.classes) if out else pd.DataFrame(columns=['image', *clf.classes])
     todo = [p for p in df.image.astype(str) if p not in set(done.image)]
-    rows, skipped = [done], []
+    rows, skipped = [done], list(df.attrs.get('skipped', []))  # inputs skipped when the table was read count too
     batches = [todo[i:i + bs] for i in range(0, len(todo), bs)]
     with ThreadPoolExecutor(workers) as pool:
-        for b, paths in enumerate(progress_bar(batches, display=progress and len(batches) > 1, leave=False)):
+        for b, paths in enumerate(with_progress(batches) if progress and len(batches) > 1 else batches):
             prepared = list(pool.map(lambda p: _prepare_safe(clf, p, boxes.get(p)), paths))
             skipped += [dict(image=p, reason=r) for p, (_, r) in zip(paths, prepared) if r]
             ok = [(p, im) for p, (im, r) in zip(paths, prepared) if r is None]
             if ok:
                 m, found = clf.meta_batch(None if meta is None else meta.loc[[p for p, _ in ok]])
                 problems += found
-                probs = clf.predict_batch(clf.to_batch([im for _, im in ok]), tta, m)
+                probs = clf.probabilities(clf.to_batch([im for _, im in ok]), tta, m, rescale)
                 rows.append(pd.DataFrame(probs, columns=clf.classes).assign(image=[p for p, _ in ok]))
-            if partial and (b + 1) % save_every == 0: write_csv(pd.concat(rows)[['image', *clf.classes]], partial)
+            if partial and (b + 1) % save_every == 0:
+                write_csv(pd.concat(rows)[['image', *clf.classes]], partial)
+                with atomic_write(f'{partial}.json') as tmp: tmp.write_text(json.dumps(dict(job=job)))
     res = pd.concat(rows, ignore_index=True)[['image', *clf.classes]]
     res[clf.classes] = res[clf.classes].astype(float)
-    res[clf.classes] = clf.rescale(res[clf.classes].to_numpy(), rescale)
     if unk is not None and 'UNK' not in clf.classes:
         probs, res['UNK'], res['unk_flag'] = unk_column(res[clf.classes], unk)
         res[clf.classes] = probs
     res.attrs['skipped'], res.attrs['metadata_problems'] = skipped, problems
     if out:
+        skipped_csv = Path(out).with_name(Path(out).stem + '_skipped.csv')
+        if skipped: write_csv(pd.DataFrame(skipped, columns=['image', 'reason']), skipped_csv)
+        if res.empty: raise LesionDataError(out, f"nothing predicted: all {len(skipped)} input(s) were skipped (reasons in {skipped_csv})")
         write_csv(to_isic(res) if isic else res, out)
-        if skipped: write_csv(pd.DataFrame(skipped), Path(out).with_name(Path(out).stem + '_skipped.csv'))
         if problems: write_csv(pd.DataFrame(problems), Path(out).with_name(Path(out).stem + '_metadata_problems.csv'))
-        if partial.exists(): partial.unlink()
+        for f in (partial, Path(f'{partial}.json')): f.unlink(missing_ok=True)
     return res
 
 # %% ../nbs/12_infer.ipynb #80f6b1ec
@@ -266,7 +292,6 @@ def predict_models(models:list, df:pd.DataFrame, out=None, bs:int=32, tta:str='n
         clf = Classifier(m)
         rule = model_unk_rule(clf, unk, rescale=rescale) if unk else None
         res.append(predict(clf, df, out=out if len(models) == 1 else None, bs=bs, tta=tta, rescale=rescale, unk=rule, isic=True, segmenter=segmenter))
-        res[-1].attrs['skipped'] = df.attrs.get('skipped', []) + res[-1].attrs['skipped']
     return res
 
 # %% ../nbs/12_infer.ipynb #59b0acc0
@@ -276,7 +301,7 @@ def ensemble_members(members:list, out, inputs=None, images=None, method:str='me
     members = [Path(m) for m in members]
     models = [m for m in members if m.is_dir()]
     if models and not inputs: raise ValueError("model directories among the members: give the images to predict with --input")
-    predicted = dict(zip(models, predict_models(models, read_inputs(inputs, images, skip_missing=True), bs=bs, tta=tta, priors=priors))) if models else {}
+    predicted = dict(zip(models, predict_models(models, read_inputs(inputs, images, skip_missing=True, labels=False), bs=bs, tta=tta, priors=priors))) if models else {}
     frames = {str(m): (to_isic(predicted[m]) if m in predicted else read_predictions(m, CLASSES).rename_axis('image').reset_index()) for m in members}
     chosen = score = None
     if select is not None:

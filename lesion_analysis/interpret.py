@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_interpret.ipynb #bdfde17a
 from __future__ import annotations
-import contextlib, copy, html, threading
+import contextlib, copy, html, io, threading
 from pathlib import Path
 import cv2, numpy as np, pandas as pd, torch, torch.nn.functional as F
 from torch import nn
@@ -20,12 +20,12 @@ from .metrics import confused_pairs
 __all__ = ['GUIDED_TYPES', 'METHODS', 'prepare_for_maps', 'item_to_original', 'find_layer', 'class_index', 'gradcam',
            'GuidedActivation', 'guided', 'input_gradient', 'guided_backprop', 'guided_gradcam', 'integrated_gradients',
            'explain', 'overlay', 'png_bytes', 'randomised_copy', 'map_rank_correlation', 'confused_gallery',
-           'explain_images']
+           'explanation_figure', 'explanation_png', 'explain_images']
 
 # %% ../nbs/13_interpret.ipynb #3bed0d8b
 def prepare_for_maps(clf:Classifier, img, lesion=None) -> dict:
     "The original image, its crop box, the prepared image and the model input batch (in [0, 1]); `lesion`: box or mask for lesion-crop models."
-    orig = load_image(img) if isinstance(img, (str, Path)) else np.asarray(img)
+    orig = clf.read_image(img)
     prep, box = clf.prepare(orig, lesion, return_box=True)
     return dict(orig=orig, box=box, prep=prep, x=clf.to_batch([prep]), content=clf.placement(prep.shape))
 
@@ -46,12 +46,13 @@ def find_layer(model:nn.Module, name:str|None=None) -> nn.Module:
 
 # %% ../nbs/13_interpret.ipynb #0feaac0f
 def class_index(clf:Classifier, target) -> int:
-    "Index of class `target` (a name or an index) in the model's classes."
+    "Index of class `target` (an index, a code or a name in any case, e.g. 'melanoma') in the model's classes."
     if isinstance(target, (int, np.integer)):
         if not 0 <= target < len(clf.classes): raise ValueError(f"class index {target} out of range for {len(clf.classes)} classes")
         return int(target)
-    if target not in clf.classes: raise ValueError(f"class {target!r} is not one of the model's classes {clf.classes}")
-    return clf.classes.index(target)
+    code = class_code(target)
+    if code not in clf.classes: raise ValueError(f"class {target!r} is not one of the model's classes {clf.classes}")
+    return clf.classes.index(code)
 
 # %% ../nbs/13_interpret.ipynb #f40d75d6
 def gradcam(clf:Classifier, x:torch.Tensor, target:int, layer:str|None=None) -> np.ndarray:
@@ -121,9 +122,10 @@ def _saliency(g:np.ndarray) -> np.ndarray:
 
 # %% ../nbs/13_interpret.ipynb #742c277b
 def guided_gradcam(clf, x, target, layer=None) -> np.ndarray:
-    "Guided backprop weighted by Grad-CAM, scaled to [0, 1]."
+    "Guided backprop weighted by Grad-CAM, scaled to [0, 1] at its 99th percentile."
     m = _saliency(guided_backprop(clf, x, target)) * gradcam(clf, x, target, layer)
-    return m / m.max() if m.max() > 0 else m
+    hi = np.percentile(m[m > 0], 99) if (m > 0).any() else 0
+    return np.clip(m / hi, 0, 1) if hi > 0 else m  # scaled to its 99th percentile: a few extreme pixels no longer make the rest invisible
 
 # %% ../nbs/13_interpret.ipynb #90b9fda0
 class _WithNorm(nn.Module):
@@ -143,17 +145,18 @@ def integrated_gradients(clf, x, target, baseline:str='black', steps:int=32) -> 
         attr = IntegratedGradients(_WithNorm(clf)).attribute(x, base, target=target, n_steps=steps, internal_batch_size=8)
     return _saliency(attr[0].permute(1, 2, 0).detach().cpu().numpy())
 
-# %% ../nbs/13_interpret.ipynb #1b065376
+# %% ../nbs/13_interpret.ipynb #fb35abee
 # every method takes `layer`; only the Grad-CAM ones use it
 METHODS = {'gradcam': gradcam, 'guided-gradcam': guided_gradcam, 'guided-backprop': lambda c, x, t, layer=None: _saliency(guided_backprop(c, x, t)),
            'ig': lambda c, x, t, layer=None: integrated_gradients(c, x, t, 'black'),
            'ig-blurred': lambda c, x, t, layer=None: integrated_gradients(c, x, t, 'blurred')}
 
-def explain(clf:Classifier, img, target=None, method:str='gradcam', layer:str|None=None) -> dict:
-    "A map of `method` for class `target` (default: the predicted class) over the original image, with the probabilities."
+# %% ../nbs/13_interpret.ipynb #1b065376
+def explain(clf:Classifier, img, target=None, method:str='gradcam', layer:str|None=None, tta:str='none', rescale:bool|None=None) -> dict:
+    "A map of `method` for class `target` (default: the class `predict` reports, with `tta` and `rescale`) over the original image."
     if method not in METHODS: raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
     item = prepare_for_maps(clf, img)
-    probs = clf.predict_batch(item['x'])[0]
+    probs = clf.probabilities(item['x'], tta, rescale=rescale)[0]
     t = int(probs.argmax()) if target is None else class_index(clf, target)
     m = METHODS[method](clf, item['x'], t, layer=layer)
     return dict(map=item_to_original(m, item), image=item['orig'], target=clf.classes[t], probs=dict(zip(clf.classes, probs.round(4).tolist())))
@@ -230,22 +233,42 @@ def confused_gallery(clf:Classifier, preds:pd.DataFrame, out, top:int=3, per_pai
     return files
 
 # %% ../nbs/13_interpret.ipynb #91596772
-def explain_images(clf:Classifier, images, out, method:str='gradcam', target=None, layer=None) -> Path:
-    "Overlays of `method` for each image, as PNGs and an index.html in `out`."
+def explanation_figure(e:dict, method:str):
+    "A titled figure of explanation `e`: the image, and the map over it with its colour scale."
+    fig, axs = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw=dict(width_ratios=[1, 1.2]))
+    axs[0].imshow(e['image']); axs[0].set_title('image')
+    shown = axs[1].imshow(e['map'], cmap='jet', vmin=0, vmax=1, alpha=0)   # the scale of the overlay, for the colour bar
+    axs[1].imshow(overlay(e['image'], e['map'])); axs[1].set_title(f"{method} for {e['target']} (p = {e['probs'][e['target']]:.2f})")
+    fig.colorbar(shown, ax=axs[1], fraction=0.046, pad=0.04, label='relevance')
+    for a in axs: a.axis('off')
+    return fig
+
+# %% ../nbs/13_interpret.ipynb #9d95ce4e
+def explanation_png(e:dict, method:str) -> bytes:
+    "`explanation_figure` as PNG bytes."
+    fig = explanation_figure(e, method)
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight'); plt.close(fig)
+    return buf.getvalue()
+
+# %% ../nbs/13_interpret.ipynb #6d24d803
+def explain_images(clf:Classifier, images, out, method:str='gradcam', target=None, layer=None, tta:str='none', rescale:bool|None=None) -> Path:
+    "Titled figures of `method` for each image, and an index.html, in `out`; `skipped.csv` lists the images that could not be read."
     if method not in METHODS: raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
     if target is not None: class_index(clf, target)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, skipped = [], []
     for i, im in enumerate(images):
-        try: e = explain(clf, im, target, method, layer)
-        except LesionDataError as err: rows.append(f"<tr><td>{html.escape(str(im))}</td><td colspan=2>skipped: {html.escape(str(err))}</td></tr>"); continue
+        try: e = explain(clf, im, target, method, layer, tta, rescale)
+        except LesionDataError as err:
+            skipped.append(dict(image=str(im), reason=str(err)))
+            rows.append(f"<tr><td>{html.escape(Path(str(im)).name)}</td><td colspan=2>skipped: {html.escape(str(err))}</td></tr>"); continue
         name = f"{i:04d}_{Path(str(im)).stem}_{method}.png"
-        both = np.concatenate([e['image'], overlay(e['image'], e['map'])], 1)
-        with atomic_write(out/name) as tmp: tmp.write_bytes(png_bytes(both))
+        with atomic_write(out/name) as tmp: tmp.write_bytes(explanation_png(e, method))
         top = sorted(e['probs'].items(), key=lambda kv: -kv[1])[:3]
-        rows.append(f"<tr><td>{html.escape(Path(str(im)).name)}</td><td><img src='{name}' height=240></td><td>{method} for <b>{e['target']}</b><br>"
+        rows.append(f"<tr><td>{html.escape(Path(str(im)).name)}</td><td><img src='{html.escape(name)}' height=260></td><td>{method} for <b>{e['target']}</b><br>"
                     + '<br>'.join(f"{c}: {p:.3f}" for c, p in top) + "</td></tr>")
-    page = (f"<!doctype html><meta charset=utf-8><title>lesion_analysis: {method}</title><h1>{method} ({clf.config['arch']})</h1>"
+    page = (f"<!doctype html><meta charset=utf-8><title>lesion_analysis: {method}</title><h1>{method} ({html.escape(clf.config['arch'])})</h1>"
             "<p>Research tool, not a diagnosis.</p><table border=1 cellpadding=4>" + ''.join(rows) + "</table>")
+    write_csv(pd.DataFrame(skipped, columns=['image', 'reason']), out/'skipped.csv')
     with atomic_write(out/'index.html') as tmp: tmp.write_text(page)
     return out/'index.html'

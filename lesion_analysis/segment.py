@@ -11,7 +11,6 @@ from torch import nn
 from fastai.vision.all import (DataBlock, ImageBlock, MaskBlock, ColReader, ColSplitter, Resize, ResizeMethod, PadMode, Normalize,
                                Learner, AccumMetric, CrossEntropyLossFlat, FocalLossFlat, DiceLoss)
 from fastai.vision.models.unet import DynamicUnet
-from fastprogress.fastprogress import progress_bar
 from fastcore.basics import patch
 from .core import *
 from . import datasets as ds
@@ -69,7 +68,7 @@ def cache_pairs(df:pd.DataFrame, out_dir, size:int=256, images=None, **kwargs) -
     cache = Path(out_dir)/f'{proc.name}_pairs'; cache.mkdir(parents=True, exist_ok=True)
     rel = lambda p: str(Path(images)/p) if images else str(p)
     recs = [_cache_pair(proc, rel(i), rel(m), cache/cache_name(rel(i), rel(m), suffix=''))
-            for i, m in progress_bar(list(zip(df.image, df['mask'])), leave=False)]
+            for i, m in with_progress(list(zip(df.image, df['mask'])))]
     ok = np.array(['reason' not in r for r in recs], bool)
     good = pd.DataFrame([r for r in recs if 'reason' not in r], columns=['source_image', 'source_mask', 'image', 'mask'])
     out = df[ok].assign(original_image=good.source_image.to_numpy(), original_mask=good.source_mask.to_numpy(),
@@ -131,8 +130,8 @@ class Segmentation(Task):
         if r.metadata: raise ValueError("metadata fusion is for classification only")
 
     @classmethod
-    def read_table(cls, table, images=None) -> pd.DataFrame:
-        "A table of image and mask pairs; unreadable or mismatched pairs are skipped, with their reasons."
+    def read_table(cls, table, images=None, skip_missing:bool=True) -> pd.DataFrame:
+        "A table of image and mask pairs; unreadable or mismatched pairs are always skipped, with their reasons."
         return ds.read_mask_pairs(table, images, skip_bad=True)
 
     def trainable(self, df):
@@ -191,7 +190,7 @@ class Segmenter(ImageModel):
 
     def predict(self, imgs, tta:str='none') -> list:
         "Lesion probability maps at original size for image files or RGB arrays."
-        imgs = [load_image(i) if isinstance(i, (str, Path)) else np.asarray(i) for i in imgs]
+        imgs = [self.read_image(i) for i in imgs]
         prepared = [self.prepare(i, return_box=True) for i in imgs]
         probs = self.predict_batch(self.to_batch([p for p, _ in prepared]), tta)
         return [self.to_original(pr, p.shape, box, i.shape) for pr, (p, box), i in zip(probs, prepared, imgs)]
@@ -217,7 +216,7 @@ def _segment_rows(seg:Segmenter, paths:list, tta:str, bs:int, threshold:float, s
     for i in range(0, len(paths), bs):
         imgs = []
         for p in paths[i:i + bs]:
-            try: imgs.append((p, load_image(p)))
+            try: imgs.append((p, seg.read_image(p)))
             except (LesionDataError, ValueError, OSError) as e: skipped.append(dict(image=p, reason=str(e)))
         if imgs: yield from ((p, img, prob > threshold) for (p, img), prob in zip(imgs, seg.predict([im for _, im in imgs], tta)))
 
@@ -241,8 +240,8 @@ def lesion_boxes(self:Segmenter, df:pd.DataFrame, images=None, tta:str='flips', 
     return out
 
 # %% ../nbs/11_segment.ipynb #83d2227b
-def segment_images(seg:Segmenter, paths, out, tta:str='flips', bs:int=16, threshold:float=0.5) -> pd.DataFrame:
-    "Write `<stem>_mask.png` and `<stem>_overlay.jpg` for each image of `paths` into `out`, and `masks.csv`; return that table."
+def segment_images(seg:Segmenter, paths, out, tta:str='flips', bs:int=16, threshold:float=0.5, skipped=()) -> pd.DataFrame:
+    "Write `<stem>_mask.png` and `<stem>_overlay.jpg` for each image of `paths` into `out`, `masks.csv` and `skipped.csv` (with the inputs `skipped` at reading)."
     out, paths = Path(out), [str(p) for p in paths]
     stems = pd.Series([Path(p).stem for p in paths])
     if stems.duplicated().any(): raise ValueError(f"several images share the file stem(s) {stems[stems.duplicated()].unique().tolist()[:5]}: outputs are named by stem")
@@ -250,8 +249,8 @@ def segment_images(seg:Segmenter, paths, out, tta:str='flips', bs:int=16, thresh
     if clash := [f for s in stems for f in (out/f'{s}_mask.png', out/f'{s}_overlay.jpg') if f.exists() and str(f) not in ours]:
         raise FileExistsError(f"{clash[0]}: exists and was not written by an earlier run; choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
-    rows, skipped = [], []
-    for p, img, mask in progress_bar(_segment_rows(seg, paths, tta, bs, threshold, skipped), total=len(paths), leave=False):
+    rows, skipped = [], list(skipped)
+    for p, img, mask in with_progress(_segment_rows(seg, paths, tta, bs, threshold, skipped), total=len(paths)):
         stem = Path(p).stem
         write_png(mask.astype(np.uint8) * 255, out/f'{stem}_mask.png')
         save_jpeg(overlay_outline(img, mask), out/f'{stem}_overlay.jpg', 90)
@@ -259,6 +258,7 @@ def segment_images(seg:Segmenter, paths, out, tta:str='flips', bs:int=16, thresh
     res = pd.DataFrame(rows, columns=['image', 'mask', 'overlay', 'lesion_fraction', 'lesion_found', 'x0', 'y0', 'x1', 'y1'])
     write_csv(res, out/'masks.csv')
     write_csv(pd.DataFrame(skipped, columns=['image', 'reason']), out/'skipped.csv')
+    if res.empty: raise LesionDataError(out, f"nothing segmented: all {len(skipped)} input(s) were skipped (reasons in {out/'skipped.csv'})")
     res.attrs['skipped'] = skipped
     return res
 

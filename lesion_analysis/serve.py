@@ -4,9 +4,9 @@
 
 # %% ../nbs/14_serve.ipynb #fb6b9906
 from __future__ import annotations
-import base64, os, time
+import asyncio, base64, os, threading, time
 from pathlib import Path
-import numpy as np, pandas as pd
+import cv2, numpy as np, pandas as pd
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +19,7 @@ from .interpret import gradcam, prepare_for_maps, item_to_original, overlay, png
 from .segment import Segmenter, lesion_summary
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'create_app', 'app_from_env']
+__all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'BodyLimit', 'create_app', 'app_from_env']
 
 # %% ../nbs/14_serve.ipynb #b73e0283
 def metadata_fields(clf:Classifier) -> dict:
@@ -41,14 +41,31 @@ def model_info(clf:Classifier, unk:dict|None) -> dict:
 # %% ../nbs/14_serve.ipynb #96d22b13
 def _error(status:int, message:str) -> JSONResponse: return JSONResponse({'error': message}, status_code=status)
 
+# %% ../nbs/14_serve.ipynb #ff336f7b
+class BodyLimit:
+    "ASGI middleware: stop a request body at `limit` bytes as it arrives (413, chunked or not) and one that stalls `timeout` seconds (408)."
+    def __init__(self, app, limit:int, timeout:float=30.): self.app, self.limit, self.timeout = app, limit, timeout
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http': return await self.app(scope, receive, send)
+        seen = 0
+        async def limited_receive():
+            nonlocal seen
+            try: msg = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError: raise StarletteHTTPException(408, f"the upload stalled: nothing received for {self.timeout:g} s") from None
+            seen += len(msg.get('body', b''))
+            if seen > self.limit: raise StarletteHTTPException(413, f"the upload is over the limit of {self.limit} bytes")
+            return msg
+        await self.app(scope, limited_receive, send)
+
 # %% ../nbs/14_serve.ipynb #39e0d4e0
-def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|None, meta:dict, seg=None) -> dict:
+def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|None, meta:dict, seg=None, overlay_side:int=1024) -> dict:
     "Probabilities, top class, UNK flag and optional Grad-CAM overlay of one decoded image (with its `meta` fields)."
     lesion = lesion_summary(seg.predict([img], 'flips')[0] > 0.5) if seg else None
     box = tuple(lesion[k] for k in ('x0', 'y0', 'x1', 'y1')) if lesion else None
     item = prepare_for_maps(clf, img, box) if want_cam else dict(x=clf.to_batch([clf.prepare(img, box)]))  # the map geometry only when needed
     m, problems = clf.meta_batch(pd.DataFrame([meta]))
-    probs = clf.rescale(clf.predict_batch(item['x'], tta, m))[0]
+    probs = clf.probabilities(item['x'], tta, m)[0]
     top = int(probs.argmax())
     score = float(unk_score(probs[None], unk['method'])[0]) if unk else None
     flagged = clf.classes[top] == 'UNK' or (unk is not None and score > unk['threshold'])
@@ -59,12 +76,15 @@ def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|N
     if clf.encoder: res['metadata'] = dict(given=meta, problems=[f"{p['field']}={p['value']!r}: {p['problem']}" for p in problems])
     if lesion: res['lesion'] = lesion
     if want_cam:
-        m = item_to_original(gradcam(clf, item['x'], top), item)
-        res['gradcam_png'] = base64.b64encode(png_bytes(overlay(item['orig'], m))).decode()
+        m, orig = item_to_original(gradcam(clf, item['x'], top), item), item['orig']
+        if (s := overlay_side / max(orig.shape[:2])) < 1:  # the answer stays small, whatever the upload's size
+            orig, m = (cv2.resize(a, (round(orig.shape[1] * s), round(orig.shape[0] * s)), interpolation=cv2.INTER_AREA) for a in (orig, m))
+        res['gradcam_png'] = base64.b64encode(png_bytes(overlay(orig, m))).decode()
     return res
 
 # %% ../nbs/14_serve.ipynb #ec179d77
-def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk_method:str='maxprob', segmenter=None) -> FastAPI:
+def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk_method:str='maxprob', segmenter=None,
+               max_decodes:int=2, upload_timeout:float=30., overlay_side:int=1024) -> FastAPI:
     "The web service for the model directory `model_dir` (and the segmentation model directory `segmenter` for a lesion-crop model)."
     clf = Classifier(model_dir)
     seg = Segmenter(segmenter) if segmenter else None
@@ -75,6 +95,11 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
     app = FastAPI(title='lesion_analysis', version=lesion_analysis.__version__,
                   description='Skin-lesion classification with Grad-CAM. A research tool, not a diagnosis.')
     app.state.classifier = clf
+    app.add_middleware(BodyLimit, limit=limit + 64 * 1024, timeout=upload_timeout)  # the form's other fields get 64 KiB
+    decodes = threading.BoundedSemaphore(max_decodes)
+
+    def decode(data:bytes, name:str) -> np.ndarray:
+        with decodes: return load_image(data, max_pixels, name=name, min_side=clf.decode_side)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc): return _error(422, '; '.join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
@@ -98,16 +123,17 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
     @app.post('/predict')
     async def predict(request:Request, file:UploadFile=File(..., description='the image'), tta:str=Form('none', pattern='^(none|flips|paper)$'),
                       gradcam:bool=Form(False, description='add a Grad-CAM overlay (PNG, base64) of the top class')):
+        form = await request.form()  # the metadata fields are optional form fields named as in GET /model
+        if (n := len(form.getlist('file'))) > 1: return _error(400, f"one image per request: the form has {n} 'file' fields")
         data = await file.read(limit + 1)
-        if len(data) > limit: return _error(413, f"{file.filename}: the upload is over the limit of {limit} bytes")
+        if len(data) > limit: return _error(413, f"the upload is over the limit of {limit} bytes")
         try:
-            img = load_image(data, max_pixels, name=file.filename or 'upload')
-            if min(img.shape[:2]) < 8: raise LesionDataError(file.filename, f"image too small to classify ({img.shape[1]}x{img.shape[0]} px)")
+            img = await run_in_threadpool(decode, data, 'upload')
+            if min(img.shape[:2]) < 8: raise LesionDataError('upload', f"image too small to classify ({img.shape[1]}x{img.shape[0]} px)")
         except LesionDataError as e: return _error(400, str(e))
         t0 = time.perf_counter()
-        form = await request.form()  # the metadata fields are optional form fields named as in GET /model
         meta = {c: form[c] for c in info['metadata_fields'] if isinstance(form.get(c), str) and form[c].strip()}
-        res = await run_in_threadpool(_classify, clf, img, tta, gradcam, unk, meta, seg)
+        res = await run_in_threadpool(_classify, clf, img, tta, gradcam, unk, meta, seg, overlay_side)
         return dict(**res, model=dict(name=info['name'], version=info['version'], arch=info['arch']),
                     milliseconds=round((time.perf_counter() - t0) * 1000, 1), disclaimer=DISCLAIMER)
 

@@ -4,12 +4,13 @@
 
 # %% ../nbs/08_train.ipynb #46e6c74d
 from __future__ import annotations
-import dataclasses, datetime, time
+import dataclasses, datetime, os, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, timm
 import matplotlib.pyplot as plt
 from fastai.vision.all import Learner, set_seed
 from fastai.callback.tracker import EarlyStoppingCallback
+from fastai.callback.progress import ProgressCallback
 from .core import *
 from .datasets import split_by_lesion
 from .preprocess import Preprocessor
@@ -18,7 +19,7 @@ from .modeldir import *
 
 # %% auto #0
 __all__ = ['TASKS', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'data_summary', 'run_lr_find', 'fit_stages',
-           'fit_recipe', 'run_config', 'start_run', 'train', 'train_file']
+           'fit_recipe', 'run_config', 'start_run', 'default_cache', 'train', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -35,7 +36,7 @@ class Task:
         if r.loss not in cls.losses: raise ValueError(f"unknown loss {r.loss!r} for {cls.name}; choose from {cls.losses}")
 
     @classmethod
-    def read_table(cls, table, images=None) -> pd.DataFrame: raise NotImplementedError   # the table file or folder as a DataFrame
+    def read_table(cls, table, images=None, skip_missing:bool=False) -> pd.DataFrame: raise NotImplementedError  # the table file or folder
     def trainable(self, df:pd.DataFrame) -> pd.DataFrame: return df                     # the rows it can learn from
     def cached(self, df, out_dir, images=None, segmenter=None) -> tuple: raise NotImplementedError  # (cached table, preprocessing settings)
     def dls(self, df:pd.DataFrame, stats): raise NotImplementedError                     # fastai DataLoaders
@@ -117,8 +118,8 @@ def data_summary(df:pd.DataFrame) -> dict:
 
 # %% ../nbs/08_train.ipynb #dc6a4bf8
 def run_lr_find(learn:Learner, out) -> float:
-    "Run `lr_find`, save its plot as `out/lr_find.png`, return the valley suggestion."
-    sugg = learn.lr_find(show_plot=True)
+    "Run `lr_find` over about one epoch of batches (20 to 100), save its plot as `out/lr_find.png`, return the valley suggestion."
+    sugg = learn.lr_find(num_it=min(100, max(20, len(learn.dls.train))), show_plot=True)
     with atomic_write(Path(out)/'lr_find.png') as tmp: plt.gcf().savefig(tmp, format='png', dpi=90)
     plt.close('all')
     return float(sugg.valley)
@@ -143,6 +144,7 @@ def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_scor
     fit_stages(learn, r, lr, [hist, best], monitor)
     epochs, batches = pd.DataFrame(hist.epochs), pd.DataFrame(hist.batches)
     write_csv(epochs, Path(out)/'history.csv'); plot_history(epochs, batches, Path(out)/'history.png')
+    if (models := Path(out)/'models').is_dir() and not any(models.iterdir()): models.rmdir()  # lr_find's scratch folder
     return lr, best.best_epoch
 
 # %% ../nbs/08_train.ipynb #807da860
@@ -161,29 +163,39 @@ def start_run(df:pd.DataFrame, out, r:Recipe, force:bool=False) -> tuple:
     if 'is_valid' not in df: df = split_by_lesion(df, valid_pct=r.valid_pct, seed=r.seed)
     return df, out, t0
 
+# %% ../nbs/08_train.ipynb #202def02
+def default_cache() -> Path:
+    "Where preprocessed images are cached when no cache is given: `$LESION_ANALYSIS_CACHE`, else the user's cache folder."
+    if env := os.environ.get('LESION_ANALYSIS_CACHE'): return Path(env)
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'lesion_analysis'
+
 # %% ../nbs/08_train.ipynb #6afe7420
-def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None) -> tuple:
-    "Train `recipe`'s task on table `df` and save it as model directory `out`; return `(learn, config)`."
+def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
+          export_pickle:bool=False) -> tuple:
+    "Train `recipe`'s task on table `df` and save it as model directory `out` (cache: `default_cache()`); return `(learn, config)`."
     r = recipe or Recipe()
     task, skipped = task_for(r.task)(r), list(df.attrs.get('skipped', []))
     df, out, t0 = start_run(task.trainable(df), out, r, force)
-    df, settings = task.cached(df, cache or out/'cache', images, segmenter)
+    df, settings = task.cached(df, cache or default_cache(), images, segmenter)
     skipped += df.attrs['skipped']
     if skipped: write_csv(pd.DataFrame(skipped), out/'skipped.csv')
     if not df.is_valid.any() or df.is_valid.all(): raise LesionDataError('table', "need images on both sides of the training/validation split")
     stats = arch_stats(r.arch, r.pretrained)
     dls = task.dls(df, stats)
     learn = task_learner(dls, task.model(dls), r.arch, r.pretrained, path=out, **task.learner_kwargs(dls))
+    if not show_progress(): learn.remove_cb(ProgressCallback); learn.logger = epoch_logger(learn)  # a log file: a named line per epoch
     lr, best_epoch = fit_recipe(learn, r, out, task.monitor)
     res = task.results(learn, dls, df, out)
     res['valid']['best_epoch'] = best_epoch
     config = run_config(r, stats, settings, lr, t0, model=task.network(), data=dict(data_summary(df), skipped=len(skipped)), **res)
-    save_model_dir(learn, out, config, force=force)
+    save_model_dir(learn, out, config, force=force, export_pickle=export_pickle)
     return learn, config
 
 # %% ../nbs/08_train.ipynb #fb770425
-def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None) -> tuple:
+def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
+               skip_missing:bool=False, export_pickle:bool=False) -> tuple:
     "`train` on the table file (or folder) `table`, read as `recipe`'s task reads it (`lesion-analysis train`)."
     r = recipe or Recipe()
     check_model_dir_free(out, force)
-    return train(task_for(r.task).read_table(table, images), out, r, cache=cache, force=force, segmenter=segmenter)
+    df = task_for(r.task).read_table(table, images, skip_missing)
+    return train(df, out, r, cache=cache, force=force, segmenter=segmenter, export_pickle=export_pickle)

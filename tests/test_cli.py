@@ -52,7 +52,7 @@ def test_index_missing_images_and_skip(shared, tmp_path):
     t = tmp_path/'t.csv'
     pd.DataFrame({'image': ['ISIC_0024468.jpg', 'not_there.jpg'], 'label': ['AK', 'NV']}).to_csv(t, index=False)
     r = cli('index', '--table', t, '--table-images', shared/'lesions'/'images', '--out', tmp_path/'o.csv')
-    assert r.returncode == 2 and 'not_there.jpg' in r.stderr and 'skip_missing' in r.stderr
+    assert r.returncode == 2 and 'not_there.jpg' in r.stderr and '--skip-missing' in r.stderr  # the command line's own option (issue 19)
     r = cli('index', '--table', t, '--table-images', shared/'lesions'/'images', '--skip-missing', '--out', tmp_path/'o.csv')
     assert r.returncode == 0 and '1 skipped' in r.stdout
     assert len(pd.read_csv(tmp_path/'o.csv')) == 1 and 'not_there.jpg' in (tmp_path/'o_skipped.csv').read_text()

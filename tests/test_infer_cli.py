@@ -74,7 +74,7 @@ def test_explain_images_and_confused_pairs(model, tmp_path, shared):
 
 @pytest.mark.parametrize('args,message', [
     (['--method', 'lime'], "unknown method 'lime'"),
-    (['--target', 'Melanoma'], "class 'Melanoma' is not one of the model's classes"),
+    (['--target', 'tumour'], "class 'tumour' is not one of the model's classes"),   # codes and names are accepted (issue 19)
     (['--layer', '0.model.nope'], "no layer '0.model.nope'"),
 ])
 def test_explain_bad_options(model, tmp_path, shared, args, message):

@@ -23,14 +23,14 @@ def model(tmp_path_factory):
 @pytest.fixture(scope='module')
 def server(model):
     "`lesion-analysis serve` on a free loopback port."
-    with serving(model) as url: yield url
+    with serving(model) as (url, _): yield url
 
 @contextmanager
-def serving(model):
-    "Run `lesion-analysis serve MODEL` on a free loopback port, yield its URL, then stop it."
+def serving(model, *options):
+    "Run `lesion-analysis serve MODEL OPTIONS` on a free loopback port, yield its URL and process, then stop it."
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
     exe = Path(sys.executable).parent/'lesion-analysis'
-    proc = subprocess.Popen([str(exe), 'serve', str(model), '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([str(exe), 'serve', str(model), '--port', str(port), *map(str, options)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f'http://127.0.0.1:{port}'
     for _ in range(240):
         try:
@@ -38,7 +38,7 @@ def serving(model):
         except httpx.HTTPError: time.sleep(0.5)
     else:
         proc.kill(); pytest.fail(f"the server did not start: {proc.stdout.read()[-3000:]}")
-    try: yield url
+    try: yield url, proc
     finally: proc.terminate(); proc.wait(10)
 
 def test_api_answers_and_errors(model, shared):
@@ -84,7 +84,7 @@ def test_browser_metadata_fields(shared, tmp_path):
     from lesion_analysis.datasets import read_padufes
     pad = read_padufes(shared/'padufes'/'metadata.csv', images=shared/'padufes'/'images').groupby('label').head(10).reset_index(drop=True)
     train(pad, tmp_path/'fusion', Recipe(size=48, bs=16, freeze_epochs=0, epochs=1, lr=1e-3, metadata='age,sex,site'))
-    with serving(tmp_path/'fusion') as url:
+    with serving(tmp_path/'fusion') as (url, _):
         with sync_playwright() as p:
             browser, page = browser_page(p)
             page.goto(url + '/')

@@ -17,7 +17,8 @@ def test_train_writes_a_loadable_model_dir(syn, tmp_path):
     r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', out, *TINY)
     assert r.returncode == 0, r.stderr
     assert 'validation balanced accuracy' in r.stdout
-    for f in ('model.safetensors', 'config.json', 'export.pkl', 'history.csv', 'history.png'): assert (out/f).is_file(), f
+    for f in ('model.safetensors', 'config.json', 'history.csv', 'history.png'): assert (out/f).is_file(), f
+    assert not (out/'export.pkl').exists()  # the pickle only on request (--export-pickle)
     cfg = json.loads((out/'config.json').read_text())
     assert cfg['arch'] == 'tf_efficientnet_lite0' and cfg['size'] == 40 and len(cfg['classes']) == 9
     from lesion_analysis.modeldir import load_model_dir
