@@ -270,5 +270,6 @@ def explain_images(clf:Classifier, images, out, method:str='gradcam', target=Non
     page = (f"<!doctype html><meta charset=utf-8><title>lesion_analysis: {method}</title><h1>{method} ({html.escape(clf.config['arch'])})</h1>"
             "<p>Research tool, not a diagnosis.</p><table border=1 cellpadding=4>" + ''.join(rows) + "</table>")
     write_csv(pd.DataFrame(skipped, columns=['image', 'reason']), out/'skipped.csv')
+    if len(skipped) == len(rows): raise LesionDataError(out, f"nothing explained: all {len(skipped)} image(s) were skipped (reasons in {out/'skipped.csv'})")
     with atomic_write(out/'index.html') as tmp: tmp.write_text(page)
     return out/'index.html'

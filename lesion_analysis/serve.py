@@ -43,11 +43,14 @@ def _error(status:int, message:str) -> JSONResponse: return JSONResponse({'error
 
 # %% ../nbs/14_serve.ipynb #ff336f7b
 class BodyLimit:
-    "ASGI middleware: stop a request body at `limit` bytes as it arrives (413, chunked or not) and one that stalls `timeout` seconds (408)."
+    "ASGI middleware: refuse a body over `limit` bytes, declared or as it arrives (413, chunked or not), and one that stalls `timeout` seconds (408)."
     def __init__(self, app, limit:int, timeout:float=30.): self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
+        declared = dict(scope['headers']).get(b'content-length', b'')
+        if declared.isdigit() and int(declared) > self.limit:  # refused before a byte of it is read
+            return await _error(413, f"upload of {int(declared)} bytes is over the limit of {self.limit} bytes")(scope, receive, send)
         seen = 0
         async def limited_receive():
             nonlocal seen
@@ -106,13 +109,6 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, exc): return _error(exc.status_code, str(exc.detail))
-
-    @app.middleware('http')
-    async def _size_limit(request:Request, call_next):
-        n = request.headers.get('content-length')
-        if request.method == 'POST' and n and n.isdigit() and int(n) > limit + 64 * 1024:
-            return _error(413, f"upload of {int(n)} bytes is over the limit of {limit} bytes")
-        return await call_next(request)
 
     @app.get('/health')
     def health(): return {'status': 'ok', 'model': info['name']}
