@@ -138,9 +138,13 @@ class ImageModel:
         "The smallest side a JPEG is decoded at (three times the input size, at least 512 px): a photo far larger is read at reduced scale."
         return max(512, 3 * self.size)
 
+    reduced_decode = True  # False for models whose outputs (masks, boxes) must be in the original's pixels
+
     def read_image(self, img) -> np.ndarray:
-        "An image file, the bytes of one, or an RGB array, as an upright RGB array no larger than inference needs."
-        return load_image(img, min_side=self.decode_side) if isinstance(img, (str, Path, bytes, bytearray)) else np.asarray(img)
+        "An image file, the bytes of one, or an RGB array, as an upright RGB array; a large JPEG at reduced scale where nothing depends on its pixel grid."
+        reduce = self.reduced_decode and self.preprocessor.lesion_margin is None  # lesion boxes and masks are in the original's pixels
+        if not isinstance(img, (str, Path, bytes, bytearray)): return np.asarray(img)
+        return load_image(img, min_side=self.decode_side if reduce else None)
 
     def prepare(self, img, box=None, return_box:bool=False):
         "Image file or RGB array cropped (to lesion `box` if the model wants one) and resized as in training (and the crop box)."

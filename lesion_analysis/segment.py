@@ -181,8 +181,8 @@ def mask_tta(model:nn.Module, x:torch.Tensor, scales=(1.,), flips:bool=True) -> 
 
 # %% ../nbs/11_segment.ipynb #ec5092cd
 class Segmenter(ImageModel):
-    "A segmentation model directory loaded for inference."
-    task = 'segmentation'
+    "A segmentation model directory loaded for inference: its masks and lesion boxes are in the original image's pixels."
+    task, reduced_decode = 'segmentation', False
     def predict_batch(self, x:torch.Tensor, tta:str='none') -> np.ndarray:
         "Lesion probabilities (B, H, W) for batch `x` (in [0, 1]) with mask TTA `tta`."
         if tta not in SEG_TTA: raise ValueError(f"unknown mask TTA {tta!r}; choose from {list(SEG_TTA)}")
