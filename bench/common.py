@@ -8,9 +8,7 @@ RESULTS = Path(__file__).parent/'results'
 
 def lesions():
     "The shared real lesion images folder."
-    d = shared_data('lesions')
-    if d is None: sys.exit("../shared/data/lesions not found (set LESION_ANALYSIS_SHARED)")
-    return d
+    return shared_data('lesions')  # raises, saying where it looked and what to set, when it is absent
 
 def machine() -> dict:
     "What the figures were measured on."

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def shared():
     "The shared data folder beside the checkout."
     from lesion_analysis.core import shared_data
-    d = shared_data('', start=ROOT)
+    d = shared_data('', start=ROOT, missing_ok=True)
     if d is None: pytest.fail("../shared/data not found beside the checkout (set LESION_ANALYSIS_SHARED)")
     return d
 
