@@ -2,9 +2,8 @@
 
 On the validation split of the training benchmark (the images in each model's valid_preds.csv):
 balanced accuracy and macro AUC without TTA, with each TTA kind, with prior rescaling, and for the mean of two models;
-the AUROC of the UNK score for the shared set's UNK images (a class held out of training) against the validation images;
-prediction throughput (JPEG decoding and preprocessing included) against a bare forward pass on decoded tensors, and the
-paper TTA's cost relative to one pass.
+the AUROC of the UNK score for the shared set's UNK images (a class held out of training) against the validation images
+(throughput and precision: bench/predict_speed.py).
 
     python bench/infer.py [--models recipe,recipe-effective]
 """
@@ -50,19 +49,6 @@ def main():
                           flagged_unk_images=f"{int((unk_score(p_out, m) > fit_unk_threshold(p_in, m)['threshold']).sum())}/{len(p_out)}")
                   for m in ('maxprob', 'entropy')}
     fig['unk']['n_unk_images'] = len(p_out)
-    # speed: the library's predict (decode + crop + resize + pad + normalise + forward) vs a bare forward on decoded tensors
-    imgs = valid.head(128)
-    x = clf.to_batch([clf.prepare(i) for i in imgs.image[:32]])
-    xn = clf.normalise(x)
-    def bare():
-        with torch.no_grad():
-            for _ in range(4): clf.model(xn)
-    bare(); t0 = time.perf_counter(); bare(); t_bare = time.perf_counter() - t0
-    t0 = time.perf_counter(); predict(clf, imgs, rescale=False, progress=False); t_lib = time.perf_counter() - t0
-    t0 = time.perf_counter(); clf.predict_batch(x); t_one = time.perf_counter() - t0
-    t0 = time.perf_counter(); clf.predict_batch(x, 'paper'); t_paper = time.perf_counter() - t0
-    fig['speed'] = dict(images=128, size=clf.size, bare_forward_images_per_s=round(128 / t_bare, 1), predict_images_per_s=round(128 / t_lib, 1),
-                        predict_vs_bare=round(t_bare / t_lib, 3), paper_tta_cost_vs_one_pass=round(t_paper / t_one, 2))
     report('infer', fig)
 
 if __name__ == '__main__': main()

@@ -9,9 +9,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['COMMANDS', 'QUIET_WARNINGS', 'command', 'index_args', 'run_index', 'preprocess_args', 'run_preprocess',
-           'add_recipe_args', 'recipe_from', 'train_args', 'run_train', 'predict_args', 'run_predict', 'evaluate_args',
-           'run_evaluate', 'ensemble_args', 'run_ensemble', 'explain_args', 'run_explain', 'segment_args',
-           'run_segment', 'serve_args', 'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
+           'add_compute_args', 'add_recipe_args', 'recipe_from', 'train_args', 'run_train', 'predict_args',
+           'run_predict', 'evaluate_args', 'run_evaluate', 'ensemble_args', 'run_ensemble', 'explain_args',
+           'run_explain', 'segment_args', 'run_segment', 'serve_args', 'run_serve', 'demo_args', 'run_demo', 'parser',
+           'main']
 
 # %% ../nbs/16_cli.ipynb #6a457ee5
 COMMANDS = {}
@@ -105,11 +106,18 @@ def run_preprocess(a):
           + (f" (reasons in {cache/'skipped.csv'})" if skipped else ''))
     return out
 
+# %% ../nbs/16_cli.ipynb #ab6ac0c5
+def add_compute_args(p):
+    "`--precision` and `--layout`: how the model computes (`learner.compute_plan`; its choices, written out: usage errors answer before torch loads)."
+    p.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto', help='auto (default): bf16 on a CPU with bf16 instructions or a GPU that '
+                   'has it, fp16 mixed precision on other GPUs, else fp32; weights stay fp32 whatever is chosen')
+    p.add_argument('--layout', choices=('auto', 'channels_last', 'contiguous'), default='auto', help='memory layout (auto: channels_last, except fp32 on a GPU)')
+
 # %% ../nbs/16_cli.ipynb #d0b4fa19
-def _segmenter(path):
-    "The segmentation model in `path`, or None."
+def _segmenter(path, a):
+    "The segmentation model in `path`, computing as options `a` say (`--precision`, `--layout`), or None."
     from lesion_analysis.segment import Segmenter
-    return Segmenter(path) if path else None
+    return Segmenter(path, precision=a.precision, layout=a.layout) if path else None
 
 # %% ../nbs/16_cli.ipynb #864acae4
 def add_recipe_args(p):
@@ -142,14 +150,16 @@ def train_args(p):
     p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions for --lesion-margin')
     p.add_argument('--skip-missing', action='store_true', help='leave out images that are missing or unreadable (listed in OUT/skipped.csv)')
     p.add_argument('--export-pickle', action='store_true', help="also write fastai's export.pkl (a pickle: load it only from a source you trust)")
+    add_compute_args(p)
     add_recipe_args(p)
     return run_train
 
 # %% ../nbs/16_cli.ipynb #e4642adc
 def run_train(a):
     from lesion_analysis.train import train_file, task_for
-    learn, cfg = train_file(a.table, a.out, recipe_from(a), a.images, a.cache, a.force, _segmenter(a.segmenter), a.skip_missing, a.export_pickle)
-    print(task_for(cfg['task']).summary(cfg, a.out))
+    learn, cfg = train_file(a.table, a.out, recipe_from(a), a.images, a.cache, a.force, _segmenter(a.segmenter, a), a.skip_missing, a.export_pickle,
+                            a.precision, a.layout)
+    print(task_for(cfg['task']).summary(cfg, a.out) + " (computed in {precision}, {layout}, on the {device})".format(**cfg['compute']))
     return cfg
 
 # %% ../nbs/16_cli.ipynb #488201e5
@@ -167,6 +177,7 @@ def predict_args(p):
     p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions, for a model trained on lesion crops')
     p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=32)
+    add_compute_args(p)
     return run_predict
 
 # %% ../nbs/16_cli.ipynb #6b40c7e6
@@ -174,7 +185,7 @@ def run_predict(a):
     from lesion_analysis import datasets as ds
     from lesion_analysis.infer import predict_models, to_isic
     df = ds.read_inputs(a.inputs, a.images, skip_missing=True, labels=False, recursive=a.recursive)
-    res = predict_models([a.model], df, a.out, a.bs, a.tta, a.priors, a.unk, _segmenter(a.segmenter))[0]
+    res = predict_models([a.model], df, a.out, a.bs, a.tta, a.priors, a.unk, _segmenter(a.segmenter, a), a.precision)[0]
     flagged = f", {int(res.unk_flag.sum())} flagged UNK" if 'unk_flag' in res else ''
     problems = res.attrs.get('metadata_problems', [])
     print(f"{len(res)} images predicted{flagged}, written to {a.out}; {len(res.attrs['skipped'])} skipped"
@@ -211,12 +222,13 @@ def ensemble_args(p):
     p.add_argument('--tta', choices=['none', 'fastai', 'paper', 'flips'], default='none')
     p.add_argument('--priors', choices=['auto', 'rescale', 'keep'], default='auto', help='prior rescaling of the model members (see predict)')
     p.add_argument('--bs', type=int, default=32)
+    add_compute_args(p)
     return run_ensemble
 
 # %% ../nbs/16_cli.ipynb #49bd6d1d
 def run_ensemble(a):
     from lesion_analysis.infer import ensemble_members
-    res = ensemble_members(a.members, a.out, a.inputs, a.images, a.method, a.weights, a.select, a.tta, a.priors, a.bs)
+    res = ensemble_members(a.members, a.out, a.inputs, a.images, a.method, a.weights, a.select, a.tta, a.priors, a.bs, a.precision)
     if a.select: print(f"greedy selection: {res.attrs['chosen']} (balanced accuracy {res.attrs['score']:.4f} on {a.select}); combined as the mean over that list")
     print(f"{len(res.attrs['members'])} members combined by {res.attrs['method']} into {a.out} ({len(res)} images)")
     return res
@@ -236,6 +248,7 @@ def explain_args(p):
     p.add_argument('--tta', choices=['none', 'fastai', 'paper', 'flips'], default='none', help='test-time augmentation, as for predict')
     p.add_argument('--priors', choices=['auto', 'rescale', 'keep'], default='auto', help='prior rescaling, as for predict')
     p.add_argument('--out', type=Path, required=True, help='output folder')
+    add_compute_args(p)  # of the probabilities shown; the maps are always computed in fp32
     return run_explain
 
 # %% ../nbs/16_cli.ipynb #2fb02355
@@ -246,7 +259,7 @@ def run_explain(a):
     from lesion_analysis.infer import Classifier, predict, PRIOR_CHOICES
     from lesion_analysis.interpret import explain_images, confused_gallery, METHODS
     if a.method not in METHODS: raise ValueError(f"unknown method {a.method!r}; choose from {list(METHODS)}")
-    clf = Classifier(a.model)
+    clf = Classifier(a.model, precision=a.precision, layout=a.layout)
     if a.confused:
         df = ds.read_inputs(a.confused, a.images_dir, skip_missing=True)  # labels needed here
         if df.label.isna().all(): raise LesionDataError(a.confused, "needs a label column for the confused pairs")
@@ -272,13 +285,14 @@ def segment_args(p):
     p.add_argument('--threshold', type=float, default=0.5, help='lesion probability above which a pixel is lesion')
     p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=16)
+    add_compute_args(p)
     return run_segment
 
 # %% ../nbs/16_cli.ipynb #af7df28c
 def run_segment(a):
     from lesion_analysis import datasets as ds
     from lesion_analysis.segment import segment_images
-    seg = _segmenter(a.model)  # a bad model directory fails before the inputs are read
+    seg = _segmenter(a.model, a)  # a bad model directory fails before the inputs are read
     df = ds.read_inputs(a.images, a.images_dir, skip_missing=True, labels=False, recursive=a.recursive)
     res = segment_images(seg, df.image, a.out, a.tta, a.bs, a.threshold, skipped=df.attrs['skipped'])
     skipped = res.attrs['skipped']
@@ -296,6 +310,7 @@ def serve_args(p):
     p.add_argument('--workers', type=int, default=1, help='uvicorn worker processes (each loads the model)')
     p.add_argument('--upload-timeout', type=float, default=30., help='seconds an upload may stall before it is answered 408')
     p.add_argument('--segmenter', type=Path, help='segmentation model directory, for a model trained on lesion-centred crops')
+    add_compute_args(p)
     return run_serve
 
 # %% ../nbs/16_cli.ipynb #b339db38
@@ -303,10 +318,12 @@ def run_serve(a):
     import os, uvicorn
     from lesion_analysis.serve import create_app
     if a.workers == 1:  # load the model once, here, so a bad model directory fails with a clear message
-        return uvicorn.run(create_app(a.model, a.max_upload_mb, segmenter=a.segmenter, upload_timeout=a.upload_timeout), host=a.host, port=a.port, log_level='info')
-    create_app(a.model, a.max_upload_mb, segmenter=a.segmenter)  # several workers load it themselves: check it first
+        return uvicorn.run(create_app(a.model, a.max_upload_mb, segmenter=a.segmenter, upload_timeout=a.upload_timeout, precision=a.precision,
+                                      layout=a.layout), host=a.host, port=a.port, log_level='info')
+    create_app(a.model, a.max_upload_mb, segmenter=a.segmenter, precision=a.precision, layout=a.layout)  # several workers load it themselves: check it first
     os.environ.update(LESION_ANALYSIS_MODEL=str(Path(a.model).resolve()), LESION_ANALYSIS_MAX_UPLOAD_MB=str(a.max_upload_mb),
-                      LESION_ANALYSIS_SEGMENTER=str(Path(a.segmenter).resolve()) if a.segmenter else '')
+                      LESION_ANALYSIS_SEGMENTER=str(Path(a.segmenter).resolve()) if a.segmenter else '',
+                      LESION_ANALYSIS_PRECISION=a.precision, LESION_ANALYSIS_LAYOUT=a.layout)
     uvicorn.run('lesion_analysis.serve:app_from_env', factory=True, host=a.host, port=a.port, workers=a.workers, log_level='info')
 
 # %% ../nbs/16_cli.ipynb #51090f29

@@ -62,9 +62,9 @@ def rescale_priors(probs, priors, target=None) -> np.ndarray:
 
 # %% ../nbs/12_infer.ipynb #28643faa
 class Classifier(ImageModel):
-    "A classifier's model directory loaded for inference."
-    def __init__(self, path=None, device=None, model=None, config=None):
-        super().__init__(path, device, model, config)
+    "A classifier's model directory loaded for inference (on `device`, in `precision` and `layout`, as `ImageModel`)."
+    def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto'):
+        super().__init__(path, device, model, config, precision, layout)
         self.classes = list(self.config['classes'])
         self.priors = np.array([self.config['priors'][c] for c in self.classes])
         self._train_aug = Pipeline([*aug_preset(self.config['recipe']['aug']), self.norm], split_idx=0)
@@ -89,7 +89,8 @@ class Classifier(ImageModel):
         return torch.from_numpy(x).to(self.device), problems
 
     def _probs(self, x, meta=None) -> torch.Tensor:
-        with torch.no_grad(): return (self.model(x) if meta is None else self.model(x, meta)).float().softmax(1)
+        with torch.no_grad(), self.autocast(): logits = self.model(x) if meta is None else self.model(x, meta)
+        return logits.float().softmax(1)
 
     def predict_batch(self, x:torch.Tensor, tta:str='none', meta=None) -> np.ndarray:
         "Class probabilities for batch `x` (in [0, 1]) and metadata tensor `meta`, with test-time augmentation `tta`."
@@ -285,23 +286,24 @@ def greedy_ensemble(preds:dict, truth:pd.DataFrame, max_size:int=10) -> tuple:
 PRIOR_CHOICES = {'auto': None, 'rescale': True, 'keep': False}
 
 def predict_models(models:list, df:pd.DataFrame, out=None, bs:int=32, tta:str='none', priors:str='auto', unk:str|None=None,
-                   segmenter=None) -> list:
-    "Predictions of each model directory in `models` for table `df` (written, in the ISIC layout, to `out` for a single model)."
+                   segmenter=None, precision:str='auto') -> list:
+    "Predictions of each model directory in `models` for table `df` in `precision` (written, in the ISIC layout, to `out` for a single model)."
     rescale, res = PRIOR_CHOICES[priors], []
     for m in models:
-        clf = Classifier(m)
+        clf = Classifier(m, precision=precision)
         rule = model_unk_rule(clf, unk, rescale=rescale) if unk else None
         res.append(predict(clf, df, out=out if len(models) == 1 else None, bs=bs, tta=tta, rescale=rescale, unk=rule, isic=True, segmenter=segmenter))
     return res
 
 # %% ../nbs/12_infer.ipynb #59b0acc0
 def ensemble_members(members:list, out, inputs=None, images=None, method:str='mean', weights=None, select=None,
-                     tta:str='none', priors:str='auto', bs:int=32) -> pd.DataFrame:
+                     tta:str='none', priors:str='auto', bs:int=32, precision:str='auto') -> pd.DataFrame:
     "Combine prediction CSVs and model directories `members` (predicting `inputs`) into ISIC-layout CSV `out`; `select`: a truth CSV to choose members on."
     members = [Path(m) for m in members]
     models = [m for m in members if m.is_dir()]
     if models and not inputs: raise ValueError("model directories among the members: give the images to predict with --input")
-    predicted = dict(zip(models, predict_models(models, read_inputs(inputs, images, skip_missing=True, labels=False), bs=bs, tta=tta, priors=priors))) if models else {}
+    predicted = dict(zip(models, predict_models(models, read_inputs(inputs, images, skip_missing=True, labels=False), bs=bs, tta=tta, priors=priors,
+                                                     precision=precision))) if models else {}
     frames = {str(m): (to_isic(predicted[m]) if m in predicted else read_predictions(m, CLASSES).rename_axis('image').reset_index()) for m in members}
     chosen = score = None
     if select is not None:

@@ -66,7 +66,7 @@ def gradcam(clf:Classifier, x:torch.Tensor, target:int, layer:str|None=None) -> 
         g, = torch.autograd.grad(score, a)
     if a.ndim != 4: raise ValueError(f"layer {layer!r} gives {tuple(a.shape)}: Grad-CAM needs a convolutional (N, C, H, W) output")
     cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=x.shape[-2:], mode='bilinear', align_corners=False)[0, 0].detach().cpu().numpy()
+    cam = F.interpolate(cam.float(), size=x.shape[-2:], mode='bilinear', align_corners=False)[0, 0].detach().cpu().numpy()
     return cam / cam.max() if cam.max() > 0 else cam
 
 # %% ../nbs/13_interpret.ipynb #b4b7ea25

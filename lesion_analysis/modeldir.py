@@ -13,11 +13,12 @@ from safetensors.torch import save_file, load_file
 from fastai.vision.all import Learner, Normalize, Pipeline, PILImage, PILMask, Resize, ResizeMethod, PadMode, TensorImage
 from .core import *
 from .preprocess import Preprocessor, jpeg_roundtrip
+from .learner import compute_plan, autocast_for, memory_format
 
 # %% auto #0
 __all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'CONFIG_KEYS', 'register_model', 'plugin', 'plugin_names',
            'model_builder', 'config_task', 'config_network', 'check_model_dir_free', 'save_model_dir', 'build_model',
-           'check_config', 'load_model_dir', 'ImageModel', 'paste_map']
+           'check_config', 'load_model_dir', 'inference_plan', 'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -118,15 +119,27 @@ def load_model_dir(path, task:str='classification') -> tuple:
         raise LesionDataError(path/'model.safetensors', f"unreadable, or not the weights of this {cfg['arch']} ({str(e)[:300]})") from None
     return model.eval(), cfg
 
+# %% ../nbs/07_modeldir.ipynb #de260e27
+def inference_plan(config:dict, precision:str='auto', layout:str='auto', device=None) -> dict:
+    "`compute_plan` for the model of `config`: `auto` predicts in reduced precision only if the model passed its `precision_check` in it."
+    plan, check = compute_plan(precision, layout, device), config.get('precision_check') or {}
+    if plan['precision'] == 'fp32' or (check.get('precision') == plan['precision'] and check.get('passed')): return plan
+    if precision == 'auto': return compute_plan('fp32', layout, device)
+    if check.get('precision') == plan['precision']:
+        warnings.warn(f"this model's {precision} predictions differ from fp32 on its validation images (top class agrees on "
+                      f"{check['top_class_agreement']:.1%}, probabilities differ by up to {check['max_difference']:.3f}); precision auto would use fp32")
+    return plan
+
 # %% ../nbs/07_modeldir.ipynb #4a117167
 class ImageModel:
     "A model directory of `task` loaded for inference, with the preprocessing its training images had."
     task = 'classification'
-    def __init__(self, path=None, device=None, model=None, config=None):
+    def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto'):
         self.model, self.config = load_model_dir(path, self.task) if model is None else (model.eval(), config)
         self.path, self.size = Path(path or '.'), int(self.config['size'])
-        self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        self.model.to(self.device)
+        self.plan = inference_plan(self.config, precision, layout, device)  # how it computes: device, precision, memory layout
+        self.device = torch.device(self.plan['device'])
+        self.model.to(self.device, memory_format=memory_format(self.plan))
         self.preprocessor = Preprocessor(**self.config['preprocess'])
         self._resize = Resize(self.size, method=ResizeMethod.Pad, pad_mode=PadMode.Zeros)
         self.norm = Normalize.from_stats(self.config['stats']['mean'], self.config['stats']['std'], cuda=False)
@@ -139,6 +152,10 @@ class ImageModel:
         return max(512, 3 * self.size)
 
     reduced_decode = True  # False for models whose outputs (masks, boxes) must be in the original's pixels
+
+    def autocast(self):
+        "The autocast context every forward pass of inference runs in: the model's precision (none for fp32)."
+        return autocast_for(self.plan)
 
     def read_image(self, img) -> np.ndarray:
         "An image file, the bytes of one, or an RGB array, as an upright RGB array; a large JPEG at reduced scale where nothing depends on its pixel grid."

@@ -186,7 +186,7 @@ class Segmenter(ImageModel):
     def predict_batch(self, x:torch.Tensor, tta:str='none') -> np.ndarray:
         "Lesion probabilities (B, H, W) for batch `x` (in [0, 1]) with mask TTA `tta`."
         if tta not in SEG_TTA: raise ValueError(f"unknown mask TTA {tta!r}; choose from {list(SEG_TTA)}")
-        with self.lock, torch.no_grad(): return mask_tta(self.model, self.normalise(x), *SEG_TTA[tta]).cpu().numpy()
+        with self.lock, torch.no_grad(), self.autocast(): return mask_tta(self.model, self.normalise(x), *SEG_TTA[tta]).cpu().numpy()
 
     def predict(self, imgs, tta:str='none') -> list:
         "Lesion probability maps at original size for image files or RGB arrays."

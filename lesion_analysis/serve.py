@@ -36,7 +36,7 @@ def model_info(clf:Classifier, unk:dict|None) -> dict:
     return dict(name=clf.path.name, version=c.get('trained'), arch=c['arch'], classes=clf.classes,
                 class_names={k: CLASS_NAMES[k] for k in clf.classes}, input_size=clf.size, preprocess=c['preprocess'],
                 metadata_fields=metadata_fields(clf), lesion_crops=clf.preprocessor.lesion_margin is not None,
-                data=c.get('data'), validation=c.get('valid'), unk_rule=unk, library_version=lesion_analysis.__version__)
+                data=c.get('data'), validation=c.get('valid'), unk_rule=unk, compute=clf.plan, library_version=lesion_analysis.__version__)
 
 # %% ../nbs/14_serve.ipynb #96d22b13
 def _error(status:int, message:str) -> JSONResponse: return JSONResponse({'error': message}, status_code=status)
@@ -87,10 +87,10 @@ def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|N
 
 # %% ../nbs/14_serve.ipynb #ec179d77
 def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk_method:str='maxprob', segmenter=None,
-               max_decodes:int=2, upload_timeout:float=30., overlay_side:int=1024) -> FastAPI:
-    "The web service for the model directory `model_dir` (and the segmentation model directory `segmenter` for a lesion-crop model)."
-    clf = Classifier(model_dir)
-    seg = Segmenter(segmenter) if segmenter else None
+               max_decodes:int=2, upload_timeout:float=30., overlay_side:int=1024, precision:str='auto', layout:str='auto') -> FastAPI:
+    "The web service for the model directory `model_dir` (and the segmentation model directory `segmenter` for a lesion-crop model), computing in `precision` and `layout`."
+    clf = Classifier(model_dir, precision=precision, layout=layout)
+    seg = Segmenter(segmenter, precision=precision, layout=layout) if segmenter else None
     if clf.preprocessor.lesion_margin is not None and seg is None:
         raise LesionDataError(model_dir, "was trained on lesion-centred crops: serve it with a segmentation model (--segmenter)")
     unk = None if 'UNK' in clf.classes or not (clf.path/'valid_preds.csv').exists() else model_unk_rule(clf, unk_method)
@@ -143,8 +143,9 @@ DISCLAIMER = 'Research tool, not a medical device: this output is not a diagnosi
 
 def app_from_env() -> FastAPI:
     "The app for the model in `$LESION_ANALYSIS_MODEL` (for `uvicorn --factory` and several workers)."
-    return create_app(os.environ['LESION_ANALYSIS_MODEL'], float(os.environ.get('LESION_ANALYSIS_MAX_UPLOAD_MB', 20)),
-                      segmenter=os.environ.get('LESION_ANALYSIS_SEGMENTER') or None)
+    env = os.environ.get
+    return create_app(os.environ['LESION_ANALYSIS_MODEL'], float(env('LESION_ANALYSIS_MAX_UPLOAD_MB', 20)), segmenter=env('LESION_ANALYSIS_SEGMENTER') or None,
+                      precision=env('LESION_ANALYSIS_PRECISION', 'auto'), layout=env('LESION_ANALYSIS_LAYOUT', 'auto'))
 
 # %% ../nbs/14_serve.ipynb #9e1957bf
 PAGE = """<!doctype html>

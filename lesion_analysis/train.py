@@ -19,7 +19,7 @@ from .modeldir import *
 
 # %% auto #0
 __all__ = ['TASKS', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'data_summary', 'run_lr_find', 'fit_stages',
-           'fit_recipe', 'run_config', 'start_run', 'default_cache', 'train', 'train_file']
+           'fit_recipe', 'precision_check', 'run_config', 'start_run', 'default_cache', 'train', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -136,16 +136,23 @@ def fit_stages(learn:Learner, r:Recipe, lr:float, cbs:list, monitor:str):
     else: learn.fit_one_cycle(r.epochs, lrs, cbs=cbs2)
 
 # %% ../nbs/08_train.ipynb #13a1d8f0
-def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_score') -> tuple:
-    "lr_find unless `r.lr`, then the two stages of `r`, keeping the best epoch by `monitor`; history into `out`. Return `(lr, best epoch)`."
-    if torch.cuda.is_available(): learn.to_fp16()
+def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_score', precision:str='auto', layout:str='auto') -> tuple:
+    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages, keeping the best epoch by `monitor`; history into `out`. Return `(lr, best epoch, plan)`."
+    plan = learn.to_precision(precision, layout)
     lr = r.lr or run_lr_find(learn, out)
-    hist, best = History(), KeepBest(monitor)
+    hist, best = History(**plan), KeepBest(monitor)
     fit_stages(learn, r, lr, [hist, best], monitor)
     epochs, batches = pd.DataFrame(hist.epochs), pd.DataFrame(hist.batches)
     write_csv(epochs, Path(out)/'history.csv'); plot_history(epochs, batches, Path(out)/'history.png')
     if (models := Path(out)/'models').is_dir() and not any(models.iterdir()): models.rmdir()  # lr_find's scratch folder
-    return lr, best.best_epoch
+    return lr, best.best_epoch, plan
+
+# %% ../nbs/08_train.ipynb #a1874e50
+def precision_check(learn:Learner) -> dict|None:
+    "`precision_agreement` on `learn`'s validation batches in the reduced precision prediction would use on its device (None: fp32 there)."
+    plan = compute_plan(device=getattr(learn.dls, 'device', None))
+    if plan['precision'] == 'fp32': return None
+    return precision_agreement(learn.model.eval(), [b[:learn.dls.n_inp] for b in learn.dls.valid], plan)
 
 # %% ../nbs/08_train.ipynb #807da860
 def run_config(r:Recipe, stats, settings:dict, lr:float, t0:float, **kwargs) -> dict:
@@ -171,9 +178,10 @@ def default_cache() -> Path:
 
 # %% ../nbs/08_train.ipynb #6afe7420
 def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-          export_pickle:bool=False) -> tuple:
-    "Train `recipe`'s task on table `df` and save it as model directory `out` (cache: `default_cache()`); return `(learn, config)`."
+          export_pickle:bool=False, precision:str='auto', layout:str='auto') -> tuple:
+    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`); return `(learn, config)`."
     r = recipe or Recipe()
+    compute_plan(precision, layout, training=True)  # a precision this machine cannot run fails before any work
     task, skipped = task_for(r.task)(r), list(df.attrs.get('skipped', []))
     df, out, t0 = start_run(task.trainable(df), out, r, force)
     df, settings = task.cached(df, cache or default_cache(), images, segmenter)
@@ -184,18 +192,19 @@ def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None
     dls = task.dls(df, stats)
     learn = task_learner(dls, task.model(dls), r.arch, r.pretrained, path=out, **task.learner_kwargs(dls))
     if not show_progress(): learn.remove_cb(ProgressCallback); learn.logger = epoch_logger(learn)  # a log file: a named line per epoch
-    lr, best_epoch = fit_recipe(learn, r, out, task.monitor)
+    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout)
+    learn.to_fp32()  # validation predictions in fp32: the reference every precision is compared with
     res = task.results(learn, dls, df, out)
     res['valid']['best_epoch'] = best_epoch
-    config = run_config(r, stats, settings, lr, t0, model=task.network(), data=dict(data_summary(df), skipped=len(skipped)), **res)
+    config = run_config(r, stats, settings, lr, t0, model=task.network(), data=dict(data_summary(df), skipped=len(skipped)), compute=plan, precision_check=precision_check(learn), **res)
     save_model_dir(learn, out, config, force=force, export_pickle=export_pickle)
     return learn, config
 
 # %% ../nbs/08_train.ipynb #fb770425
 def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-               skip_missing:bool=False, export_pickle:bool=False) -> tuple:
+               skip_missing:bool=False, export_pickle:bool=False, precision:str='auto', layout:str='auto') -> tuple:
     "`train` on the table file (or folder) `table`, read as `recipe`'s task reads it (`lesion-analysis train`)."
     r = recipe or Recipe()
     check_model_dir_free(out, force)
     df = task_for(r.task).read_table(table, images, skip_missing)
-    return train(df, out, r, cache=cache, force=force, segmenter=segmenter, export_pickle=export_pickle)
+    return train(df, out, r, cache=cache, force=force, segmenter=segmenter, export_pickle=export_pickle, precision=precision, layout=layout)

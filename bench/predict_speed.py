@@ -1,0 +1,75 @@
+"""Prediction in each precision: how its answers compare with fp32, and its throughput against a bare fp32 forward pass.
+
+On the models of bench/train.py (`--models`; `recipe` is the default recipe, trained in fp32 with channels-last, and a model
+trained with `--precision bf16` may sit beside it): the model's own reduced-precision check from training, and `predict` in
+this machine's reduced precision (bf16 on a CPU with bf16 instructions) against fp32 on every validation image. Then
+throughput, side by side in one run, best of `--repeats`: `predict` (JPEG decoding, preprocessing, batching and the forward
+pass) in fp32 with the default layout (the library before the precision choice), in the default precision and layout, and in
+the reduced precision, against a bare fp32 forward pass on the already decoded, preprocessed and normalised tensors, at
+batch 32 (128 images) and at batch 1 (32 images).
+
+    python bench/predict_speed.py [--models recipe,recipe-bf16] [--repeats 2]
+"""
+import argparse, time
+import numpy as np, pandas as pd, torch
+from common import report, RESULTS
+from lesion_analysis.learner import reduced_precision
+from lesion_analysis.infer import Classifier, predict
+
+REDUCED = reduced_precision('cuda' if torch.cuda.is_available() else 'cpu')
+
+def agreement(a, b) -> dict:
+    "How probability arrays `b` agree with `a`: top class, and the largest probability difference per image."
+    d = np.abs(a - b).max(1)
+    return dict(top_class_agreement=round(float((a.argmax(1) == b.argmax(1)).mean()), 4), median_difference=round(float(np.median(d)), 4),
+                p99_difference=round(float(np.quantile(d, .99)), 4), max_difference=round(float(d.max()), 4),
+                images_within_0_01=round(float((d <= .01).mean()), 4))
+
+def precision_figures(path, valid) -> dict:
+    "The model's own check, and `predict` in the reduced precision against fp32 on every validation image."
+    clfs = {p: Classifier(path, precision=p) for p in ('fp32', REDUCED)}
+    probs = {p: predict(c, valid, rescale=False, progress=False)[c.classes].to_numpy() for p, c in clfs.items()}
+    return dict(trained_in=clfs['fp32'].config['compute'], model_check=clfs['fp32'].config.get('precision_check'),
+                auto_predicts_in=Classifier(path).plan, **{f'predict_{REDUCED}_vs_fp32': agreement(probs['fp32'], probs[REDUCED])})
+
+def speed_figures(path, images, repeats) -> dict:
+    "Images/s of `predict` in each precision against a bare fp32 forward pass on decoded tensors, at batch 32 and 1."
+    ref = Classifier(path, precision='fp32', layout='contiguous')
+    figs = {}
+    for bs, n in ((32, 128), (1, 32)):
+        imgs = pd.DataFrame({'image': images[:n]})
+        x = ref.normalise(ref.to_batch([ref.prepare(i) for i in imgs.image])).as_subclass(torch.Tensor)
+        def bare():
+            with torch.no_grad():
+                for i in range(0, n, bs): ref.model(x[i:i + bs])
+        runs = {'bare_fp32_forward': bare}
+        for name, kw in (('predict_fp32_contiguous', dict(precision='fp32', layout='contiguous')), ('predict_default', {}),
+                         (f'predict_{REDUCED}', dict(precision=REDUCED))):
+            clf = Classifier(path, **kw)
+            runs[name] = lambda clf=clf: predict(clf, imgs, bs=bs, rescale=False, progress=False)
+        best = {k: 0. for k in runs}
+        for _ in range(repeats):
+            for k, run in runs.items():
+                run()  # warm-up
+                t0 = time.perf_counter(); run(); best[k] = max(best[k], n / (time.perf_counter() - t0))
+        figs[f'batch_{bs}'] = dict(images=n, images_per_s={k: round(v, 1) for k, v in best.items()},
+                                   **{f'{k}_vs_bare': round(v / best['bare_fp32_forward'], 3) for k, v in best.items() if k != 'bare_fp32_forward'})
+        print(f'batch {bs}:', figs[f'batch_{bs}'], flush=True)
+    return figs
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument('--models', default='recipe,recipe-bf16'); p.add_argument('--repeats', type=int, default=2)
+    a = p.parse_args()
+    names = [n for n in a.models.split(',') if (RESULTS/'models'/n/'config.json').is_file()]
+    valid = pd.read_csv(RESULTS/'models'/names[0]/'valid_preds.csv')[['image']]
+    fig = dict(n_valid=len(valid), reduced_precision=REDUCED, precision={})
+    if REDUCED:
+        for n in names:
+            fig['precision'][n] = precision_figures(RESULTS/'models'/n, valid)
+            print(n, fig['precision'][n], flush=True)
+    fig['speed'] = dict(model=names[0], default_plan=Classifier(RESULTS/'models'/names[0]).plan,
+                        **speed_figures(RESULTS/'models'/names[0], valid.image.tolist(), a.repeats))
+    report('predict_speed', fig)
+
+if __name__ == '__main__': main()
