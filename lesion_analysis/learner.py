@@ -182,7 +182,7 @@ def to_precision(self:Learner, precision:str='auto', layout:str='auto') -> dict:
 
 # %% ../nbs/06_learner.ipynb #0f83e945
 def precision_agreement(model:nn.Module, batches, plan:dict, min_agreement:float=.99, max_difference:float=.01) -> dict:
-    "Compare `model`'s class probabilities (softmax over dim 1) on the input tuples `batches` in `plan`'s precision with fp32."
+    "Compare `model`'s class probabilities (softmax over dim 1) on the input tuples `batches` (any iterable) in `plan`'s precision with fp32."
     agree, diffs = [], []
     with torch.no_grad():
         for xs in batches:
@@ -190,9 +190,10 @@ def precision_agreement(model:nn.Module, batches, plan:dict, min_agreement:float
             with autocast_for(plan): p = model(*xs).float().softmax(1)
             agree.append((p.argmax(1) == p32.argmax(1)).flatten()); diffs.append((p - p32).abs().amax(1).flatten())
     a, d = torch.cat(agree).float(), torch.cat(diffs)
-    res = dict(precision=plan['precision'], items=len(d), top_class_agreement=a.mean().item(), median_difference=d.median().item(),
-               p99_difference=d.quantile(.99).item(), max_difference=d.max().item())
-    return {k: round(v, 5) if isinstance(v, float) else v for k, v in res.items()} | dict(passed=res['top_class_agreement'] >= min_agreement and res['p99_difference'] <= max_difference)
+    figures = dict(top_class_agreement=a.mean(), median_difference=d.median(), p99_difference=d.quantile(.99), max_difference=d.max())
+    figures = {k: round(v.item(), 5) for k, v in figures.items()}
+    passed = figures['top_class_agreement'] >= min_agreement and figures['p99_difference'] <= max_difference
+    return dict(precision=plan['precision'], items=len(d), **figures, passed=passed)
 
 # %% ../nbs/06_learner.ipynb #5090c48b
 def thirds_split(body:nn.Module, rest) -> list:

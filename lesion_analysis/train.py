@@ -152,7 +152,7 @@ def precision_check(learn:Learner) -> dict|None:
     "`precision_agreement` on `learn`'s validation batches in the reduced precision prediction would use on its device (None: fp32 there)."
     plan = compute_plan(device=getattr(learn.dls, 'device', None))
     if plan['precision'] == 'fp32': return None
-    return precision_agreement(learn.model.eval(), [b[:learn.dls.n_inp] for b in learn.dls.valid], plan)
+    return precision_agreement(learn.model.eval(), (b[:learn.dls.n_inp] for b in learn.dls.valid), plan)  # one batch in memory at a time
 
 # %% ../nbs/08_train.ipynb #807da860
 def run_config(r:Recipe, stats, settings:dict, lr:float, t0:float, **kwargs) -> dict:
