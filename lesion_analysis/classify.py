@@ -4,6 +4,7 @@
 
 # %% ../nbs/10_classify.ipynb #fa5919e6
 from __future__ import annotations
+from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 from fastai.vision.all import CrossEntropyLossFlat, create_timm_model, Learner
@@ -11,7 +12,7 @@ from .core import *
 from . import datasets as ds
 from .preprocess import preprocess, with_lesion_boxes
 from .data import lesion_dls
-from .metrics import balanced_accuracy, macro_auc, default_metrics
+from .metrics import balanced_accuracy, macro_auc, default_metrics, evaluate, grouped_bootstrap
 from .learner import *
 from .modeldir import register_model, load_model_dir
 from .train import Task, register_task, Recipe, train
@@ -112,6 +113,20 @@ class Classification(Task):
 
     @classmethod
     def summary(cls, config, out) -> str:
-        v = config['valid']
-        return (f"validation balanced accuracy {v['balanced_accuracy']:.3f}, macro AUC {v['macro_auc']:.3f} (best epoch {v['best_epoch']}); "
-                f"model in {out}")
+        v, folds = config['valid'], config.get('folds')
+        ci = " [{:.3f}, {:.3f}]".format(*v['balanced_accuracy_ci']) if 'balanced_accuracy_ci' in v else ''
+        return (f"{'out-of-fold' if folds else 'validation'} balanced accuracy {v['balanced_accuracy']:.3f}{ci}, macro AUC {v['macro_auc']:.3f} "
+                f"(best epoch {v['best_epoch']}); {f'{len(folds)} fold models, ' if folds else ''}model in {out}")
+
+    @classmethod
+    def fold_results(cls, df, configs, folds, out) -> dict:
+        "Out-of-fold predictions of every image (`oof_preds.csv`), their ISIC metric table and plots (`oof/`), balanced accuracy with its lesion-bootstrap 95% interval."
+        out, classes = Path(out), configs[0]['classes']
+        oof = pd.concat([pd.read_csv(Path(d)/'valid_preds.csv').assign(fold=i) for i, d in enumerate(folds)], ignore_index=True)
+        write_csv(oof, out/'oof_preds.csv')
+        evaluate(oof[['image', 'label']], oof[['image']].assign(**{c: oof[c] if c in oof else 0. for c in CLASSES}), out/'oof')
+        probs, targs = oof[classes].to_numpy(), oof.label.map(classes.index).to_numpy()
+        groups = oof.image.astype(str).map(dict(zip(df.image.astype(str), ds.lesion_groups(df))))
+        return dict(balanced_accuracy=balanced_accuracy(probs, targs), macro_auc=macro_auc(probs, targs), n_images=len(oof),
+                    balanced_accuracy_ci=grouped_bootstrap(lambda t, p: balanced_accuracy(p, t), targs, probs, groups),
+                    best_epoch=[c['valid']['best_epoch'] for c in configs])

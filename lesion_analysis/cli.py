@@ -149,6 +149,8 @@ def train_args(p):
     p.add_argument('--out', type=Path, required=True, help='model directory to write')
     p.add_argument('--cache', type=Path, help='preprocessing cache (default: $LESION_ANALYSIS_CACHE, else ~/.cache/lesion_analysis)')
     p.add_argument('--force', action='store_true', help='overwrite a model (or an unfinished run) already in OUT')
+    p.add_argument('--folds', type=int, metavar='K', help='cross-validate: K models on lesion-grouped folds, saved together as one model '
+                   'directory (the mean of the folds), with out-of-fold predictions and metrics')
     p.add_argument('--resume', action='store_true', help="go on with the unfinished run in OUT from its last epoch's checkpoint (its recipe unless options say otherwise)")
     p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions for --lesion-margin')
     p.add_argument('--skip-missing', action='store_true', help='leave out images that are missing or unreadable (listed in OUT/skipped.csv)')
@@ -161,8 +163,8 @@ def train_args(p):
 def run_train(a):
     from lesion_analysis.train import train_file, task_for, read_run
     r = recipe_from(a, read_run(a.out)['recipe'] if a.resume else None)
-    learn, cfg = train_file(a.table, a.out, r, a.images, a.cache, a.force, _segmenter(a.segmenter, a), a.skip_missing, a.export_pickle,
-                            a.precision, a.layout, a.resume)
+    cfg = train_file(a.table, a.out, r, a.images, a.cache, a.force, _segmenter(a.segmenter, a), a.skip_missing, a.export_pickle,
+                     a.precision, a.layout, a.resume, a.folds)
     print(task_for(cfg['task']).summary(cfg, a.out) + " (computed in {precision}, {layout}, on the {device})".format(**cfg['compute']))
     return cfg
 

@@ -17,7 +17,7 @@ from .preprocess import Preprocessor, lesion_box_sources, with_lesion_boxes
 from .data import aug_preset
 from .metrics import read_predictions, read_truth
 from .learner import dls_stats
-from .modeldir import ImageModel
+from .modeldir import ImageModel, fold_members
 from .fusion import MetaEncoder
 
 # %% auto #0
@@ -298,8 +298,8 @@ def predict_models(models:list, df:pd.DataFrame, out=None, bs:int=32, tta:str='n
 # %% ../nbs/12_infer.ipynb #59b0acc0
 def ensemble_members(members:list, out, inputs=None, images=None, method:str='mean', weights=None, select=None,
                      tta:str='none', priors:str='auto', bs:int=32, precision:str='auto') -> pd.DataFrame:
-    "Combine prediction CSVs and model directories `members` (predicting `inputs`) into ISIC-layout CSV `out`; `select`: a truth CSV to choose members on."
-    members = [Path(m) for m in members]
+    "Combine prediction CSVs and model directories `members` (a fold ensemble: its folds; predicting `inputs`) into ISIC-layout CSV `out`; `select`: a truth CSV to choose members on."
+    members = [f for m in members for f in fold_members(m)]
     models = [m for m in members if m.is_dir()]
     if models and not inputs: raise ValueError("model directories among the members: give the images to predict with --input")
     predicted = dict(zip(models, predict_models(models, read_inputs(inputs, images, skip_missing=True, labels=False), bs=bs, tta=tta, priors=priors,

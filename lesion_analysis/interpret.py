@@ -13,14 +13,14 @@ from captum.attr import IntegratedGradients
 from scipy.stats import spearmanr
 from .core import *
 from .infer import Classifier, predict
-from .modeldir import paste_map
+from .modeldir import paste_map, MeanOfModels
 from .metrics import confused_pairs
 
 # %% auto #0
-__all__ = ['GUIDED_TYPES', 'METHODS', 'prepare_for_maps', 'item_to_original', 'find_layer', 'class_index', 'gradcam',
-           'GuidedActivation', 'guided', 'input_gradient', 'guided_backprop', 'guided_gradcam', 'integrated_gradients',
-           'explain', 'overlay', 'png_bytes', 'randomised_copy', 'map_rank_correlation', 'confused_gallery',
-           'explanation_figure', 'explanation_png', 'explain_images']
+__all__ = ['GUIDED_TYPES', 'METHODS', 'prepare_for_maps', 'item_to_original', 'find_layer', 'find_layers', 'class_index',
+           'gradcam', 'GuidedActivation', 'guided', 'input_gradient', 'guided_backprop', 'guided_gradcam',
+           'integrated_gradients', 'explain', 'overlay', 'png_bytes', 'randomised_copy', 'map_rank_correlation',
+           'confused_gallery', 'explanation_figure', 'explanation_png', 'explain_images']
 
 # %% ../nbs/13_interpret.ipynb #3bed0d8b
 def prepare_for_maps(clf:Classifier, img, lesion=None) -> dict:
@@ -44,6 +44,11 @@ def find_layer(model:nn.Module, name:str|None=None) -> nn.Module:
         raise ValueError(f"no layer {name!r} in the model" + (f"; layers with similar names: {close}" if close else ""))
     return names[name]
 
+# %% ../nbs/13_interpret.ipynb #45be0a9b
+def find_layers(model:nn.Module, name:str|None=None) -> list:
+    "`find_layer` in `model`, or in each member of a fold ensemble (`MeanOfModels`, `name` relative to a member)."
+    return [find_layer(m, name) for m in model.members] if isinstance(model, MeanOfModels) else [find_layer(model, name)]
+
 # %% ../nbs/13_interpret.ipynb #0feaac0f
 def class_index(clf:Classifier, target) -> int:
     "Index of class `target` (an index, a code or a name in any case, e.g. 'melanoma') in the model's classes."
@@ -56,16 +61,17 @@ def class_index(clf:Classifier, target) -> int:
 
 # %% ../nbs/13_interpret.ipynb #f40d75d6
 def gradcam(clf:Classifier, x:torch.Tensor, target:int, layer:str|None=None) -> np.ndarray:
-    "Grad-CAM of class index `target` for batch `x` (one image, in [0, 1]), at input resolution, scaled to [0, 1]."
-    feats, mod = {}, find_layer(clf.model, layer)
-    with clf.lock, torch.enable_grad():  # the hook lives only while this thread owns the model
-        hook = mod.register_forward_hook(lambda m, i, o: feats.__setitem__('a', o))
+    "Grad-CAM of class index `target` for batch `x` (one image, in [0, 1]), at input resolution, scaled to [0, 1]; of a fold ensemble, over all its folds' maps."
+    feats, mods = {}, find_layers(clf.model, layer)
+    with clf.lock, torch.enable_grad():  # the hooks live only while this thread owns the model
+        hooks = [m.register_forward_hook(lambda m, i, o, k=k: feats.__setitem__(k, o)) for k, m in enumerate(mods)]
         try: score = clf.model(clf.normalise(x))[0, target]
-        finally: hook.remove()
-        a = feats['a']
-        g, = torch.autograd.grad(score, a)
-    if a.ndim != 4: raise ValueError(f"layer {layer!r} gives {tuple(a.shape)}: Grad-CAM needs a convolutional (N, C, H, W) output")
-    cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
+        finally:
+            for h in hooks: h.remove()
+        acts = [feats[k] for k in range(len(mods))]
+        grads = torch.autograd.grad(score, acts)
+    if acts[0].ndim != 4: raise ValueError(f"layer {layer!r} gives {tuple(acts[0].shape)}: Grad-CAM needs a convolutional (N, C, H, W) output")
+    cam = F.relu(sum((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True) for g, a in zip(grads, acts)))  # the folds' maps as one layer's channels
     cam = F.interpolate(cam.float(), size=x.shape[-2:], mode='bilinear', align_corners=False)[0, 0].detach().cpu().numpy()
     return cam / cam.max() if cam.max() > 0 else cam
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
+from scipy import stats
 from sklearn import metrics as skm
 import matplotlib.pyplot as plt
 import torch
@@ -16,9 +17,9 @@ from .core import *
 
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'read_truth', 'read_predictions', 'auc_above_sensitivity', 'isic_metrics',
-           'balanced_multiclass_accuracy', 'topk_weighted_accuracy', 'binary_report', 'confused_pairs',
-           'plot_confusion', 'plot_roc', 'evaluate', 'macro_auc', 'balanced_accuracy', 'MacroAUC', 'default_metrics',
-           'jaccard_per_image', 'dice_per_image', 'seg_metrics', 'mask_jaccard']
+           'balanced_multiclass_accuracy', 'topk_weighted_accuracy', 'binary_report', 'grouped_bootstrap',
+           'confused_pairs', 'plot_confusion', 'plot_roc', 'evaluate', 'macro_auc', 'balanced_accuracy', 'MacroAUC',
+           'default_metrics', 'jaccard_per_image', 'dice_per_image', 'seg_metrics', 'mask_jaccard']
 
 # %% ../nbs/05_metrics.ipynb #2433bcc1
 def _frame(src, what) -> tuple:
@@ -170,6 +171,19 @@ def binary_report(truth, preds, positive:str='MEL', n_boot:int=1000, seed:int=0)
         score = picked if name == 'f1' else s
         rows[name] = dict(value=fn(y, score), **dict(zip(('ci_low', 'ci_high'), _bootstrap(fn, y, score, n_boot, seed))))
     return pd.DataFrame(rows).T
+
+# %% ../nbs/05_metrics.ipynb #fdf4e61d
+def grouped_bootstrap(fn, truth, pred, groups=None, n:int=1000, seed:int=0, level:float=.95) -> tuple:
+    "Percentile `level` interval of `fn(truth, pred)` over `n` bootstrap resamples of whole `groups` (lesions; None: each item its own)."
+    truth, pred = np.asarray(truth), np.asarray(pred)
+    codes = np.arange(len(truth)) if groups is None else pd.factorize(np.asarray(groups))[0]
+    members = pd.Series(np.arange(len(truth))).groupby(codes).indices
+    rows = lambda gs: np.concatenate([members[g] for g in gs])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # a resample without some class: scikit-learn warns, the figure is still defined
+        res = stats.bootstrap((np.array(list(members)),), lambda gs: fn(truth[rows(gs)], pred[rows(gs)]), n_resamples=n, vectorized=False,
+                              method='percentile', confidence_level=level, rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 # %% ../nbs/05_metrics.ipynb #6afc88ca
 def confused_pairs(truth, preds, top:int|None=10) -> pd.DataFrame:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_modeldir.ipynb #33f7ae89
 from __future__ import annotations
-import json, threading, warnings
+import json, math, threading, warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 import cv2, numpy as np, torch
@@ -18,8 +18,8 @@ from .learner import compute_plan, autocast_for, memory_format
 # %% auto #0
 __all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'RUN_FILE', 'CHECKPOINT', 'CONFIG_KEYS', 'register_model',
            'plugin', 'plugin_names', 'model_builder', 'config_task', 'config_network', 'unfinished_run',
-           'check_model_dir_free', 'clear_model_dir', 'save_model_dir', 'build_model', 'check_config', 'load_model_dir',
-           'inference_plan', 'ImageModel', 'paste_map']
+           'check_model_dir_free', 'clear_model_dir', 'write_config', 'save_model_dir', 'build_model', 'check_config',
+           'MeanOfModels', 'fold_members', 'load_model_dir', 'inference_plan', 'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -89,13 +89,18 @@ def clear_model_dir(out):
     "Remove the model and any unfinished run from `out` (training over it with `force`: until the new config, it is no model)."
     for f in (*MODEL_FILES, RUN_FILE, CHECKPOINT): (Path(out)/f).unlink(missing_ok=True)
 
+# %% ../nbs/07_modeldir.ipynb #228a9baa
+def write_config(out, config:dict):
+    "Write model `config` (JSON, with the format) into `out`, atomically: the last write of a model directory, which makes it one."
+    with atomic_write(Path(out)/'config.json') as tmp: tmp.write_text(json.dumps(dict(format=MODEL_FORMAT, **config), indent=2, default=str))
+
 # %% ../nbs/07_modeldir.ipynb #ff5e9ea5
 def save_model_dir(learn:Learner, out, config:dict, force:bool=False, export_pickle:bool=False) -> Path:
     "Write `learn`'s weights (safetensors) and `config` (JSON, with its `task` and registered `model`) into `out`; fastai's pickle if asked."
     out = Path(out); check_model_dir_free(out, force); out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out/'model.safetensors') as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}, str(tmp))
-    with atomic_write(out/'config.json') as tmp: tmp.write_text(json.dumps(dict(format=MODEL_FORMAT, **config), indent=2, default=str))
+    write_config(out, config)
     if export_pickle:
         with atomic_write(out/'export.pkl') as tmp, warnings.catch_warnings():
             warnings.simplefilter('ignore'); learn.export(tmp.resolve())
@@ -117,18 +122,35 @@ def check_config(cfg, path='config.json'):
     if wrong := [k for k, t in CONFIG_KEYS.items() if not isinstance(cfg[k], t)]:
         raise LesionDataError(path, f"not a model config: {', '.join(f'{k} is a {type(cfg[k]).__name__}' for k in wrong)}")
 
+# %% ../nbs/07_modeldir.ipynb #b1499d13
+class MeanOfModels(nn.Module):
+    "Networks with the same inputs and outputs (the folds of a cross-validation) as one: the log of their mean class probabilities (softmax over dim 1)."
+    def __init__(self, members): super().__init__(); self.members = nn.ModuleList(members)
+    def forward(self, *xs):
+        logp = torch.stack([m(*xs).float().log_softmax(1) for m in self.members])
+        return logp.logsumexp(0) - math.log(len(self.members))  # a softmax of this is the members' mean probabilities
+
+# %% ../nbs/07_modeldir.ipynb #f9a5fee3
+def fold_members(path) -> list:
+    "The model directories a model directory stands for: its folds for a fold ensemble, else itself."
+    path = Path(path)
+    try: folds = json.loads((path/'config.json').read_text()).get('folds')
+    except (OSError, ValueError, AttributeError): folds = None  # no config, or not a model's: the loader says what is wrong
+    return [path/f for f in folds] if folds else [path]
+
 # %% ../nbs/07_modeldir.ipynb #bbaa1ee3
 def load_model_dir(path, task:str='classification') -> tuple:
-    "Rebuild the `task` model saved in model directory `path` (no unpickling); return `(model in eval mode, config)`."
+    "Rebuild the `task` model saved in model directory `path` (no unpickling; a fold ensemble as the mean of its folds); return `(model in eval mode, config)`."
     path = Path(path)
     if unfinished_run(path):
         raise LesionDataError(path, f"its training has not finished (no model yet); resume it: lesion-analysis train TABLE --out {path} --resume")
-    for f in MODEL_FILES[:2]:
-        if not (path/f).is_file(): raise LesionDataError(path, f"not a model directory: {f} is missing")
+    if not (path/'config.json').is_file(): raise LesionDataError(path, "not a model directory: config.json is missing")
     try: cfg = json.loads((path/'config.json').read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise LesionDataError(path/'config.json', f"not valid JSON ({e})") from None
     check_config(cfg, path/'config.json')
     if (have := config_task(cfg, path/'config.json')) != task: raise LesionDataError(path, f"holds a {have} model, not a {task} model")
+    if cfg.get('folds'): return MeanOfModels([load_model_dir(path/f, task)[0] for f in cfg['folds']]).eval(), cfg
+    if not (path/'model.safetensors').is_file(): raise LesionDataError(path, "not a model directory: model.safetensors is missing")
     model = build_model(cfg)
     try: model.load_state_dict(load_file(str(path/'model.safetensors')))
     except Exception as e:  # safetensors' own error for a truncated or foreign file, or torch's for weights of another network

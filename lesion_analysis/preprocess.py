@@ -199,7 +199,8 @@ def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|
     cache = Path(out_dir)/proc.name; cache.mkdir(parents=True, exist_ok=True)
     src = [str(Path(images)/p) if images else str(p) for p in df.image]
     manifest_path = cache/'manifest.csv'
-    done = pd.read_csv(manifest_path) if manifest_path.exists() else pd.DataFrame(columns=['source_image', 'image', 'reason'])
+    cols = ['source_image', 'image', 'reason', *BOX_COLUMNS]  # every column, even when no image could be read
+    done = pd.read_csv(manifest_path).reindex(columns=cols) if manifest_path.exists() else pd.DataFrame(columns=cols)
     finished = [(isinstance(p, str) and Path(p).is_file()) or isinstance(r, str) for p, r in zip(done.image, done.get('reason', done.image))]
     done = done.loc[np.array(finished, dtype=bool)]
     have = set(done.source_image)
@@ -213,9 +214,9 @@ def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|
             results = pool.map(_call_job, jobs, chunksize=8) if pool else map(_call_job, jobs)
             for i, rec in enumerate(with_progress(results, total=len(jobs))):
                 records.append(rec)
-                if (i + 1) % chunk == 0: write_csv(pd.DataFrame(records), manifest_path)
-        write_csv(pd.DataFrame(records), manifest_path)
-    m = pd.DataFrame(records, columns=['source_image', 'image', 'reason', *BOX_COLUMNS]).set_index('source_image')
+                if (i + 1) % chunk == 0: write_csv(pd.DataFrame(records, columns=cols), manifest_path)
+        write_csv(pd.DataFrame(records, columns=cols), manifest_path)
+    m = pd.DataFrame(records, columns=cols).set_index('source_image')
     ok = m.reindex(src)
     good, reasons = ok.image.notna().to_numpy(), ok.reason
     out = df.assign(original_image=src)[good].copy()

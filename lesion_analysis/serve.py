@@ -36,7 +36,7 @@ def model_info(clf:Classifier, unk:dict|None) -> dict:
     return dict(name=clf.path.name, version=c.get('trained'), arch=c['arch'], classes=clf.classes,
                 class_names={k: CLASS_NAMES[k] for k in clf.classes}, input_size=clf.size, preprocess=c['preprocess'],
                 metadata_fields=metadata_fields(clf), lesion_crops=clf.preprocessor.lesion_margin is not None,
-                data=c.get('data'), validation=c.get('valid'), unk_rule=unk, compute=clf.plan, library_version=lesion_analysis.__version__)
+                data=c.get('data'), validation=c.get('valid'), folds=c.get('folds'), unk_rule=unk, compute=clf.plan, library_version=lesion_analysis.__version__)
 
 # %% ../nbs/14_serve.ipynb #96d22b13
 def _error(status:int, message:str) -> JSONResponse: return JSONResponse({'error': message}, status_code=status)

@@ -12,7 +12,7 @@ from fastai.vision.all import Learner, set_seed
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.callback.progress import ProgressCallback
 from .core import *
-from .datasets import split_by_lesion
+from .datasets import split_by_lesion, kfold_by_lesion
 from .preprocess import Preprocessor
 from .learner import *
 from .modeldir import *
@@ -20,7 +20,8 @@ from .modeldir import *
 # %% auto #0
 __all__ = ['TASKS', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'data_summary', 'run_lr_find', 'fit_stages',
            'fit_recipe', 'precision_check', 'run_config', 'data_fingerprint', 'run_record', 'record_differences',
-           'read_run', 'open_run', 'start_run', 'default_cache', 'train', 'train_file']
+           'read_run', 'open_run', 'claim_run_dir', 'start_run', 'default_cache', 'train', 'fold_config', 'train_folds',
+           'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -47,6 +48,12 @@ class Task:
     def results(self, learn, dls, df, out) -> dict: raise NotImplementedError            # config entries: classes, valid, ...
     @classmethod
     def summary(cls, config:dict, out) -> str: raise NotImplementedError                 # one line for the command line
+
+    @classmethod
+    def fold_results(cls, df:pd.DataFrame, configs:list, folds:list, out) -> dict:
+        "The `valid` entry of a fold ensemble from its folds' `configs` and folders (`df`: the table with its `fold` column): here the mean of their figures."
+        figures = [c['valid'] for c in configs]
+        return {**{k: float(np.mean([f[k] for f in figures])) for k in figures[0] if k != 'best_epoch'}, 'best_epoch': [f['best_epoch'] for f in figures]}
 
 # %% ../nbs/08_train.ipynb #fa77cbf0
 TASKS = {}
@@ -167,8 +174,8 @@ def run_config(r:Recipe, stats, settings:dict, lr:float, t0:float, **kwargs) -> 
 
 # %% ../nbs/08_train.ipynb #7c9534c7
 def data_fingerprint(df:pd.DataFrame) -> str:
-    "A hash of the images, labels, masks and split of table `df`: a run resumes only on the same."
-    cols = [c for c in ('image', 'label', 'mask', 'is_valid') if c in df]
+    "A hash of the images, labels, masks and split (or folds) of table `df`: a run resumes only on the same."
+    cols = [c for c in ('image', 'label', 'mask', 'is_valid', 'fold') if c in df]
     return hashlib.sha1(pd.util.hash_pandas_object(df[cols].astype(str), index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 # %% ../nbs/08_train.ipynb #0c3181c0
@@ -182,6 +189,7 @@ def record_differences(saved:dict, now:dict) -> list:
     "What differs between run records `saved` and `now`, one phrase per field ('epochs 6, now 8')."
     fields = [(k, saved[part].get(k), v) for part in ('recipe', 'compute') for k, v in now[part].items()]
     diffs = [f"{k} {a}, now {b}" for k, a, b in fields if a != b]
+    if saved.get('folds') != now.get('folds'): diffs.append(f"folds {saved.get('folds')}, now {now.get('folds')}")
     if saved['data'] != now['data']: diffs.append(f"another table or split ({saved['data']['rows']} rows, now {now['data']['rows']})")
     return diffs
 
@@ -206,14 +214,20 @@ def open_run(out:Path, record:dict, resume:bool=False) -> dict|None:
     return read_checkpoint(out/CHECKPOINT)
 
 # %% ../nbs/08_train.ipynb #da7078ea
-def start_run(df:pd.DataFrame, out, r:Recipe, force:bool=False, resume:bool=False) -> tuple:
-    "Check `out` is free (cleared with `force`; with `resume`, an unfinished run), seed, and split `df` by lesion unless it has `is_valid`; return `(df, out, start time)`."
+def claim_run_dir(out, force:bool=False, resume:bool=False) -> Path:
+    "`out`, checked free (and cleared with `force`), or with `resume` checked to hold an unfinished run."
     out = Path(out)
     if resume: read_run(out)
     else:
         check_model_dir_free(out, force)
         if force: clear_model_dir(out)
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+# %% ../nbs/08_train.ipynb #dcd66b92
+def start_run(df:pd.DataFrame, out, r:Recipe, force:bool=False, resume:bool=False) -> tuple:
+    "Claim `out` (`claim_run_dir`), seed, and split `df` by lesion unless it has `is_valid`; return `(df, out, start time)`."
+    out = claim_run_dir(out, force, resume)
     t0 = time.time(); set_seed(r.seed, reproducible=True)
     if 'is_valid' not in df: df = split_by_lesion(df, valid_pct=r.valid_pct, seed=r.seed)
     return df, out, t0
@@ -252,12 +266,46 @@ def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None
     for f in (CHECKPOINT, RUN_FILE): (out/f).unlink(missing_ok=True)
     return learn, config
 
+# %% ../nbs/08_train.ipynb #2488957f
+def fold_config(configs:list, folds:list, valid:dict, df:pd.DataFrame, t0:float) -> dict:
+    "The config of the fold ensemble of `configs` (in folders `folds`): what inference needs (the folds share it), `valid`, each fold's figures."
+    first, shared = configs[0], ('task', 'arch', 'size', 'resize', 'stats', 'preprocess', 'model', 'classes', 'metadata', 'recipe', 'compute', 'versions')
+    checks = [c.get('precision_check') for c in configs]
+    priors = {k: float(np.mean([c['priors'][k] for c in configs])) for k in first['priors']} if 'priors' in first else None
+    return dict({k: first[k] for k in shared if k in first}, folds=[Path(f).name for f in folds], valid=valid, fold_valid=[c['valid'] for c in configs],
+                data=dict(images=len(df), fold_images=df.fold.value_counts().sort_index().tolist(), skipped=sum(c['data']['skipped'] for c in configs)),
+                **({'priors': priors} if priors else {}), lr=[c['lr'] for c in configs],
+                precision_check=None if None in checks else min(checks, key=lambda c: (c['passed'], c['top_class_agreement'])),
+                trained=datetime.datetime.now().isoformat(timespec='seconds'), seconds=round(time.time() - t0, 1))
+
+# %% ../nbs/08_train.ipynb #9ac4121c
+def train_folds(df:pd.DataFrame, out, k:int=5, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
+                precision:str='auto', layout:str='auto', resume:bool=False) -> dict:
+    "Train `recipe` on `k` lesion-grouped folds of `df` into `out`/fold_i, saved as the fold-ensemble model directory `out` (or `resume` it); return its config."
+    r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
+    plan, task = compute_plan(precision, layout, training=True), task_for(r.task)
+    out, t0 = claim_run_dir(out, force, resume), time.time()
+    df = kfold_by_lesion(task(r).trainable(df).drop(columns='is_valid', errors='ignore'), k, r.seed)
+    folds, configs = [out/f'fold_{i}' for i in range(k)], []
+    if not resume:
+        for d in folds: check_model_dir_free(d, force)
+    open_run(out, dict(run_record(r, df, plan), folds=k), resume)
+    for i, d in enumerate(folds):
+        if not (resume and (d/'config.json').is_file()):  # a resumed ensemble keeps its finished folds
+            train(df.assign(is_valid=df.fold == i), d, r, images, cache, force=True, segmenter=segmenter, precision=precision, layout=layout,
+                  resume=unfinished_run(d))
+        configs.append(json.loads((d/'config.json').read_text()))
+    write_config(out, fold_config(configs, folds, task.fold_results(df, configs, folds, out), df, t0))
+    (out/RUN_FILE).unlink(missing_ok=True)
+    return json.loads((out/'config.json').read_text())
+
 # %% ../nbs/08_train.ipynb #fb770425
-def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-               skip_missing:bool=False, export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False) -> tuple:
-    "`train` on the table file (or folder) `table`, read as `recipe`'s task reads it (`lesion-analysis train`)."
+def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None, skip_missing:bool=False,
+               export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, folds:int|None=None) -> dict:
+    "`train` (or with `folds`, `train_folds`) on the table file (or folder) `table`, read as `recipe`'s task reads it (`lesion-analysis train`); return the config."
     r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
     if not resume: check_model_dir_free(out, force)
     df = task_for(r.task).read_table(table, images, skip_missing)
-    return train(df, out, r, cache=cache, force=force, segmenter=segmenter, export_pickle=export_pickle, precision=precision, layout=layout,
-                 resume=resume)
+    kw = dict(cache=cache, force=force, segmenter=segmenter, precision=precision, layout=layout, resume=resume)
+    if folds: return train_folds(df, out, folds, r, **kw)  # the table's image paths are resolved: no `images`
+    return train(df, out, r, export_pickle=export_pickle, **kw)[1]

@@ -24,6 +24,10 @@ def after(cls, name, when):
     setattr(cls, name, g)
 if point == 'lr_find': after(sched.LRFinder, 'after_batch', lambda self: self.train_iter == 5)
 if point in ('frozen', 'unfrozen'): after(L.History, 'after_batch', lambda self: self.stage == point and self.epoch == 1 and self.iter == 1)
+if point == 'second_run':  # the second training run of the process (a fold ensemble's second fold), in its second epoch
+    runs = []
+    after(L.History, '__init__', lambda self: runs.append(self) and False)
+    after(L.History, 'after_batch', lambda self: len(runs) == 2 and self.epoch == 1 and self.iter == 1)
 if point == 'writing':  # the third checkpoint: half its bytes, then killed before the atomic rename
     real, n = torch.save, [0]
     def half_then_die(obj, f, *a, **k):
