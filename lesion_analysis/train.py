@@ -4,9 +4,10 @@
 
 # %% ../nbs/08_train.ipynb #46e6c74d
 from __future__ import annotations
-import dataclasses, datetime, hashlib, json, os, time
+import dataclasses, datetime, hashlib, json, os, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, timm
+from torch import nn
 import matplotlib.pyplot as plt
 from fastai.vision.all import Learner, set_seed
 from fastai.callback.tracker import EarlyStoppingCallback
@@ -19,9 +20,9 @@ from .modeldir import *
 
 # %% auto #0
 __all__ = ['TASKS', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'data_summary', 'run_lr_find', 'fit_stages',
-           'fit_recipe', 'precision_check', 'run_config', 'data_fingerprint', 'run_record', 'record_differences',
-           'read_run', 'open_run', 'claim_run_dir', 'start_run', 'default_cache', 'train', 'fold_config', 'train_folds',
-           'train_file']
+           'fit_recipe', 'precision_check', 'load_init', 'init_weights', 'Tracker', 'run_config', 'data_fingerprint',
+           'run_record', 'record_differences', 'read_run', 'open_run', 'claim_run_dir', 'start_run', 'default_cache',
+           'train', 'fold_config', 'train_folds', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -82,6 +83,7 @@ class Recipe:
     task: str = option('classification', 'classification or segmentation (a U-Net on image and mask pairs)')
     arch: str = option('tf_efficientnet_lite0', 'timm architecture')
     pretrained: str = option('auto', 'weights: auto, hub, lite, a file, or none')
+    init: str|None = option(None, 'start from this trained model directory instead of pretrained weights: its body, and its head when the classes match')
     size: int = option(160, 'input size (pixels)')
     bs: int = option(32, 'batch size')
     aug: str = option('isic2019', 'augmentation preset (isic2019, fastai, none)')
@@ -146,12 +148,12 @@ def fit_stages(learn:Learner, r:Recipe, lr:float, cbs:list, monitor:str, ckpt:di
 
 # %% ../nbs/08_train.ipynb #13a1d8f0
 def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_score', precision:str='auto', layout:str='auto',
-               ckpt:dict|None=None) -> tuple:
-    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages keeping the best epoch by `monitor`, checkpointed into `out` after every epoch (resumed from `ckpt`); history into `out`. Return `(lr, best epoch, plan)`."
+               ckpt:dict|None=None, cbs:list=()) -> tuple:
+    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages keeping the best epoch by `monitor` (with callbacks `cbs`), checkpointed into `out` after every epoch (resumed from `ckpt`); history into `out`. Return `(lr, best epoch, plan)`."
     plan = learn.to_precision(precision, layout)
     lr = ckpt['lr'] if ckpt else r.lr or run_lr_find(learn, out)
     hist, best = History(**plan), KeepBest(monitor)
-    fit_stages(learn, r, lr, [hist, best, Checkpoint(Path(out)/CHECKPOINT, lr=lr)], monitor, ckpt)
+    fit_stages(learn, r, lr, [hist, best, Checkpoint(Path(out)/CHECKPOINT, lr=lr), *cbs], monitor, ckpt)
     epochs, batches = pd.DataFrame(hist.epochs), pd.DataFrame(hist.batches)
     write_csv(epochs, Path(out)/'history.csv'); plot_history(epochs, batches, Path(out)/'history.png')
     if (models := Path(out)/'models').is_dir() and not any(models.iterdir()): models.rmdir()  # lr_find's scratch folder
@@ -163,6 +165,30 @@ def precision_check(learn:Learner) -> dict|None:
     plan = compute_plan(device=getattr(learn.dls, 'device', None))
     if plan['precision'] == 'fp32': return None
     return precision_agreement(learn.model.eval(), (b[:learn.dls.n_inp] for b in learn.dls.valid), plan)  # one batch in memory at a time
+
+# %% ../nbs/08_train.ipynb #4305292d
+def load_init(r:Recipe) -> tuple:
+    "The trained model directory `r.init` a run starts from, loaded: `(network, config)`; refused if a fold ensemble or another architecture."
+    model, cfg = load_model_dir(r.init, r.task)
+    if cfg.get('folds'): raise LesionDataError(r.init, f"is a fold ensemble: start from one of its folds (e.g. {Path(r.init)/cfg['folds'][0]})")
+    if cfg['arch'] != r.arch: raise LesionDataError(r.init, f"holds a {cfg['arch']}, not the recipe's {r.arch}: set the arch to {cfg['arch']}")
+    return model, cfg
+
+# %% ../nbs/08_train.ipynb #506e59c5
+def init_weights(model:nn.Module, src:nn.Module, src_cfg:dict, classes) -> str:
+    "Copy trained network `src` (config `src_cfg`) into `model` for `classes`: all of it when the classes and network match ('all'), else its body ('body')."
+    if list(src_cfg['classes']) == list(classes) and type(src) is type(model):
+        model.load_state_dict(src.state_dict()); return 'all'
+    try: network_body(model).load_state_dict(network_body(src).state_dict())
+    except RuntimeError as e: raise LesionDataError(src_cfg.get('trained', 'init'), f"its body does not fit this network ({str(e)[:200]})") from None
+    warnings.warn(f"a new head: the model started from has classes {src_cfg['classes']}, this run {list(classes)}; its body is used")
+    return 'body'
+
+# %% ../nbs/08_train.ipynb #0cb5ff3c
+class Tracker:
+    "Where runs are logged besides their model directories (here: nowhere)."
+    def start(self, out:Path, record:dict) -> list: return []  # the callbacks that log the run's epochs
+    def finish(self, out:Path, config:dict): pass
 
 # %% ../nbs/08_train.ipynb #807da860
 def run_config(r:Recipe, stats, settings:dict, lr:float, t0:float, **kwargs) -> dict:
@@ -240,30 +266,35 @@ def default_cache() -> Path:
 
 # %% ../nbs/08_train.ipynb #6afe7420
 def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-          export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False) -> tuple:
-    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`), or `resume` the run there; return `(learn, config)`."
+          export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> tuple:
+    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`), or `resume` the run there; logged by `tracker`. Return `(learn, config)`."
     r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
     plan = compute_plan(precision, layout, training=True)  # a precision this machine cannot run fails before any work
-    task, skipped = task_for(r.task)(r), list(df.attrs.get('skipped', []))
+    init = load_init(r) if r.init else None  # a trained model to start from, instead of pretrained weights
+    task, skipped = task_for(r.task)(dataclasses.replace(r, pretrained=None) if init else r), list(df.attrs.get('skipped', []))
     df, out, t0 = start_run(task.trainable(df), out, r, force, resume)
     record = run_record(r, df, plan)
     df, settings = task.cached(df, cache or default_cache(), images, segmenter)
     skipped += df.attrs['skipped']
     if skipped: write_csv(pd.DataFrame(skipped), out/'skipped.csv')
     if not df.is_valid.any() or df.is_valid.all(): raise LesionDataError('table', "need images on both sides of the training/validation split")
-    stats = arch_stats(r.arch, r.pretrained)
+    stats = (tuple(init[1]['stats']['mean']), tuple(init[1]['stats']['std'])) if init else arch_stats(r.arch, r.pretrained)
     dls = task.dls(df, stats)
-    learn = task_learner(dls, task.model(dls), r.arch, r.pretrained, path=out, **task.learner_kwargs(dls))
+    if not len(dls.train): raise LesionDataError('table', f"{(~df.is_valid).sum()} training images make no full batch of {r.bs}: lower the batch size (bs), or add images")
+    learn = task_learner(dls, task.model(dls), r.arch, task.r.pretrained, path=out, **task.learner_kwargs(dls))
+    if init: started = dict(model=str(r.init), loaded=init_weights(learn.model, *init, dls.vocab)); learn.freeze()
     if not show_progress(): learn.remove_cb(ProgressCallback); learn.logger = epoch_logger(learn)  # a log file: a named line per epoch
-    ckpt = open_run(out, record, resume)  # the run starts (or goes on) once its data and model are ready
-    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout, ckpt)
+    ckpt, tracker = open_run(out, record, resume), tracker or Tracker()  # the run starts (or goes on) once its data and model are ready
+    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout, ckpt, tracker.start(out, record))
     learn.to_fp32()  # validation predictions in fp32: the reference every precision is compared with
     res = task.results(learn, dls, df, out)
     res['valid']['best_epoch'] = best_epoch
     config = run_config(r, stats, settings, lr, t0, model=task.network(), data=dict(data_summary(df), skipped=len(skipped)), compute=plan,
-                        precision_check=precision_check(learn), **res, **({'resumed': {k: ckpt[k] for k in ('stage', 'epoch')}} if ckpt else {}))
+                        precision_check=precision_check(learn), **res, **({'resumed': {k: ckpt[k] for k in ('stage', 'epoch')}} if ckpt else {}),
+                        **({'init': started} if init else {}))
     save_model_dir(learn, out, config, force=True, export_pickle=export_pickle)  # the run's own folder, checked when it started
     for f in (CHECKPOINT, RUN_FILE): (out/f).unlink(missing_ok=True)
+    tracker.finish(out, config)
     return learn, config
 
 # %% ../nbs/08_train.ipynb #2488957f
@@ -280,8 +311,8 @@ def fold_config(configs:list, folds:list, valid:dict, df:pd.DataFrame, t0:float)
 
 # %% ../nbs/08_train.ipynb #9ac4121c
 def train_folds(df:pd.DataFrame, out, k:int=5, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-                precision:str='auto', layout:str='auto', resume:bool=False) -> dict:
-    "Train `recipe` on `k` lesion-grouped folds of `df` into `out`/fold_i, saved as the fold-ensemble model directory `out` (or `resume` it); return its config."
+                precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> dict:
+    "Train `recipe` on `k` lesion-grouped folds of `df` into `out`/fold_i, saved as the fold-ensemble model directory `out` (or `resume` it), logged by `tracker`; return its config."
     r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
     plan, task = compute_plan(precision, layout, training=True), task_for(r.task)
     out, t0 = claim_run_dir(out, force, resume), time.time()
@@ -289,23 +320,27 @@ def train_folds(df:pd.DataFrame, out, k:int=5, recipe:Recipe|None=None, images=N
     folds, configs = [out/f'fold_{i}' for i in range(k)], []
     if not resume:
         for d in folds: check_model_dir_free(d, force)
-    open_run(out, dict(run_record(r, df, plan), folds=k), resume)
+    record, tracker = dict(run_record(r, df, plan), folds=k), tracker or Tracker()
+    open_run(out, record, resume); tracker.start(out, record)
     for i, d in enumerate(folds):
         if not (resume and (d/'config.json').is_file()):  # a resumed ensemble keeps its finished folds
             train(df.assign(is_valid=df.fold == i), d, r, images, cache, force=True, segmenter=segmenter, precision=precision, layout=layout,
-                  resume=unfinished_run(d))
+                  resume=unfinished_run(d), tracker=tracker)
         configs.append(json.loads((d/'config.json').read_text()))
     write_config(out, fold_config(configs, folds, task.fold_results(df, configs, folds, out), df, t0))
     (out/RUN_FILE).unlink(missing_ok=True)
-    return json.loads((out/'config.json').read_text())
+    config = json.loads((out/'config.json').read_text())
+    tracker.finish(out, config)
+    return config
 
 # %% ../nbs/08_train.ipynb #fb770425
 def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None, skip_missing:bool=False,
-               export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, folds:int|None=None) -> dict:
+               export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, folds:int|None=None,
+               tracker:Tracker|None=None) -> dict:
     "`train` (or with `folds`, `train_folds`) on the table file (or folder) `table`, read as `recipe`'s task reads it (`lesion-analysis train`); return the config."
     r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
     if not resume: check_model_dir_free(out, force)
     df = task_for(r.task).read_table(table, images, skip_missing)
-    kw = dict(cache=cache, force=force, segmenter=segmenter, precision=precision, layout=layout, resume=resume)
+    kw = dict(cache=cache, force=force, segmenter=segmenter, precision=precision, layout=layout, resume=resume, tracker=tracker)
     if folds: return train_folds(df, out, folds, r, **kw)  # the table's image paths are resolved: no `images`
     return train(df, out, r, export_pickle=export_pickle, **kw)[1]

@@ -56,3 +56,25 @@ def test_train_needs_labels(syn, tmp_path):
     pd.read_csv(syn/'labels.csv')[['image']].to_csv(tmp_path/'t.csv', index=False)
     r = cli('train', tmp_path/'t.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY)
     assert r.returncode == 2 and 'no label column' in r.stderr
+
+def test_init_from_a_trained_model(syn, tmp_path):
+    "--init: the body always, the head when the classes match; fold ensembles and other architectures refused."
+    from safetensors.torch import load_file
+    a = tmp_path/'a'
+    assert cli('train', syn/'labels.csv', '--images', syn/'images', '--out', a, *TINY).returncode == 0
+    still = ['--size', '40', '--bs', '16', '--epochs', '1', '--freeze-epochs', '0', '--lr', '1e-12']  # weights all but unchanged by training
+    r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'b', *still, '--init', a)
+    assert r.returncode == 0 and 'its body and head' in r.stdout, r.stderr
+    wa, wb = load_file(str(a/'model.safetensors')), load_file(str(tmp_path/'b'/'model.safetensors'))
+    conv, head = '0.model.conv_stem.weight', list(wa)[-1]
+    assert torch.allclose(wa[conv], wb[conv], atol=1e-6) and torch.allclose(wa[head], wb[head], atol=1e-6)
+    assert json.loads((tmp_path/'b'/'config.json').read_text())['init'] == dict(model=str(a), loaded='all')
+    two = pd.read_csv(syn/'labels.csv'); two = two[two.label.isin(['MEL', 'NV'])]; two.to_csv(tmp_path/'two.csv', index=False)
+    r = cli('train', tmp_path/'two.csv', '--images', syn/'images', '--out', tmp_path/'c', *still, '--init', a)
+    assert r.returncode == 2 and 'make no full batch of 16: lower the batch size' in r.stderr  # 8 training images
+    r = cli('train', tmp_path/'two.csv', '--images', syn/'images', '--out', tmp_path/'c', *still, '--bs', '4', '--init', a)
+    assert r.returncode == 0 and 'a new head' in r.stdout, r.stderr
+    wc = load_file(str(tmp_path/'c'/'model.safetensors'))
+    assert torch.allclose(wa[conv], wc[conv], atol=1e-6) and wc[head].shape[0] == 2
+    r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'d', *TINY, '--init', a, '--arch', 'resnet18')
+    assert r.returncode == 2 and 'holds a tf_efficientnet_lite0' in r.stderr
