@@ -1,12 +1,12 @@
 """`lesion-analysis train --folds K` end to end on tiny synthetic data: lesion-grouped folds, out-of-fold predictions and
 metrics, the fold ensemble used as one model directory (predict, explain, serve) and as members (ensemble), and a fold
 ensemble killed in its second fold resumed without retraining the first."""
-import json, os, signal, subprocess, sys
+import json
 from pathlib import Path
-import numpy as np, pandas as pd, pytest, torch
+import numpy as np, pandas as pd, pytest
 from sklearn.metrics import balanced_accuracy_score
 from conftest import cli
-from test_resume import DRIVER
+from test_resume import killed_at
 from lesion_analysis.core import CLASSES
 from lesion_analysis.synthetic import make_synthetic
 
@@ -64,9 +64,7 @@ def test_fold_ensemble_is_a_model_directory(folds, syn, tmp_path):
 
 def test_killed_fold_ensemble_resumes_keeping_finished_folds(folds, syn, tmp_path):
     out = tmp_path/'f'
-    p = subprocess.run([sys.executable, '-c', DRIVER, 'second_run', *map(str, fold_args(syn, out))], capture_output=True, text=True,
-                       timeout=600, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
-    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    killed_at('second_run', fold_args(syn, out))
     assert (out/'fold_0'/'config.json').is_file() and not (out/'fold_1'/'config.json').exists() and not (out/'config.json').exists()
     r = cli('predict', out, syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'p.csv')
     assert r.returncode == 2 and 'training has not finished' in r.stderr

@@ -61,8 +61,9 @@ def whole(syn):
     assert r.returncode == 0, r.stderr
     return out
 
-def killed_at(point, syn, out):
-    p = subprocess.run([sys.executable, '-c', DRIVER, point, *map(str, train_args(syn, out))], capture_output=True, text=True,
+def killed_at(point, args):
+    "Run `lesion-analysis ARGS` and SIGKILL it at `point` (see DRIVER)."
+    p = subprocess.run([sys.executable, '-c', DRIVER, point, *map(str, args)], capture_output=True, text=True,
                        timeout=600, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
     assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr[-2000:])
 
@@ -78,7 +79,7 @@ def assert_same_run(out, whole):
 @pytest.mark.parametrize('point', ['lr_find', 'frozen', 'unfrozen', 'writing', 'saving'])
 def test_killed_run_resumes_to_the_same_model(point, syn, whole, tmp_path):
     out = tmp_path/'m'
-    killed_at(point, syn, out)
+    killed_at(point, train_args(syn, out))
     assert not (out/'config.json').exists()
     r = cli(*train_args(syn, out, '--resume'))
     assert r.returncode == 0, r.stderr
@@ -95,7 +96,7 @@ def test_killed_at_a_random_moment(syn, whole, tmp_path):
 
 def test_an_unfinished_run_is_no_model(syn, tmp_path):
     out = tmp_path/'m'
-    killed_at('frozen', syn, out)
+    killed_at('frozen', train_args(syn, out))
     # every command that loads a model refuses it, in one line that says what to do
     r = cli('predict', out, syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'p.csv')
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and 'training has not finished' in r.stderr and '--resume' in r.stderr

@@ -1,10 +1,10 @@
 """`lesion-analysis train --track mlflow|tensorboard` and `lesion-analysis compare`, read back with MLflow's own client and
 TensorBoard's event reader: a fold ensemble as a run with its folds nested, a killed run resumed in the same MLflow run."""
-import os, signal, subprocess, sys
+import os
 import pandas as pd, pytest
 from mlflow import MlflowClient
 from conftest import cli
-from test_resume import DRIVER
+from test_resume import killed_at
 from lesion_analysis.synthetic import make_synthetic
 
 os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')  # MLflow 3 opens its file store (the tracker's default) only when asked
@@ -46,9 +46,7 @@ def test_fold_ensemble_tracked_in_mlflow_and_compared(syn, tmp_path):
 def test_killed_run_resumes_in_its_mlflow_run(syn, tmp_path):
     uri, out = (tmp_path/'mlruns').as_uri(), tmp_path/'m'
     track = ['--track', 'mlflow', '--tracking-uri', uri]
-    p = subprocess.run([sys.executable, '-c', DRIVER, 'unfrozen', *map(str, train_args(syn, out, *track))], capture_output=True, text=True,
-                       timeout=600, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
-    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    killed_at('unfrozen', train_args(syn, out, *track))
     assert cli(*train_args(syn, out, '--resume', *track)).returncode == 0
     c, found = runs(uri)
     run, = found                                                                    # one run, not two
