@@ -19,7 +19,7 @@ from .learner import compute_plan, autocast_for, memory_format
 __all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'RUN_FILE', 'CHECKPOINT', 'CONFIG_KEYS', 'register_model',
            'plugin', 'plugin_names', 'model_builder', 'config_task', 'config_network', 'unfinished_run',
            'check_model_dir_free', 'clear_model_dir', 'write_config', 'save_model_dir', 'build_model', 'check_config',
-           'MeanOfModels', 'fold_members', 'load_model_dir', 'inference_plan', 'ImageModel', 'paste_map']
+           'read_config', 'MeanOfModels', 'fold_members', 'load_model_dir', 'inference_plan', 'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -122,6 +122,14 @@ def check_config(cfg, path='config.json'):
     if wrong := [k for k, t in CONFIG_KEYS.items() if not isinstance(cfg[k], t)]:
         raise LesionDataError(path, f"not a model config: {', '.join(f'{k} is a {type(cfg[k]).__name__}' for k in wrong)}")
 
+# %% ../nbs/07_modeldir.ipynb #82f69574
+def read_config(path) -> dict:
+    "The JSON config of model directory `path`, or raise naming the folder (no config) or the file (not JSON)."
+    path = Path(path)
+    if not (path/'config.json').is_file(): raise LesionDataError(path, "not a model directory: config.json is missing")
+    try: return json.loads((path/'config.json').read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise LesionDataError(path/'config.json', f"not valid JSON ({e})") from None
+
 # %% ../nbs/07_modeldir.ipynb #b1499d13
 class MeanOfModels(nn.Module):
     "Networks with the same inputs and outputs (the folds of a cross-validation) as one: the log of their mean class probabilities (softmax over dim 1)."
@@ -134,8 +142,8 @@ class MeanOfModels(nn.Module):
 def fold_members(path) -> list:
     "The model directories a model directory stands for: its folds for a fold ensemble, else itself."
     path = Path(path)
-    try: folds = json.loads((path/'config.json').read_text()).get('folds')
-    except (OSError, ValueError, AttributeError): folds = None  # no config, or not a model's: the loader says what is wrong
+    try: folds = read_config(path).get('folds')
+    except (LesionDataError, AttributeError): folds = None  # no config, or not a model's: the loader says what is wrong
     return [path/f for f in folds] if folds else [path]
 
 # %% ../nbs/07_modeldir.ipynb #bbaa1ee3
@@ -144,9 +152,7 @@ def load_model_dir(path, task:str='classification') -> tuple:
     path = Path(path)
     if unfinished_run(path):
         raise LesionDataError(path, f"its training has not finished (no model yet); resume it: lesion-analysis train TABLE --out {path} --resume")
-    if not (path/'config.json').is_file(): raise LesionDataError(path, "not a model directory: config.json is missing")
-    try: cfg = json.loads((path/'config.json').read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise LesionDataError(path/'config.json', f"not valid JSON ({e})") from None
+    cfg = read_config(path)
     check_config(cfg, path/'config.json')
     if (have := config_task(cfg, path/'config.json')) != task: raise LesionDataError(path, f"holds a {have} model, not a {task} model")
     if cfg.get('folds'): return MeanOfModels([load_model_dir(path/f, task)[0] for f in cfg['folds']]).eval(), cfg

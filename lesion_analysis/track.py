@@ -4,12 +4,13 @@
 
 # %% ../nbs/16_track.ipynb #fd9fc253
 from __future__ import annotations
-import dataclasses, json, os
+import dataclasses, os
 from pathlib import Path
 import pandas as pd
 from fastai.vision.all import Callback
 from .core import *
 from .learner import History
+from .modeldir import read_config
 from .train import Tracker, Recipe
 try:
     import mlflow
@@ -94,10 +95,7 @@ def tracker_for(kind:str, uri:str|None=None, experiment:str='lesion_analysis') -
 # %% ../nbs/16_track.ipynb #bf448a10
 def model_dir_row(path) -> dict:
     "A model directory's recipe and final validation figures as one flat row."
-    path = Path(path)
-    try: cfg = json.loads((path/'config.json').read_text())
-    except FileNotFoundError: raise LesionDataError(path, "not a model directory: config.json is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise LesionDataError(path/'config.json', f"not valid JSON ({e})") from None
+    cfg = read_config(path)
     return dict(run=str(path), **cfg.get('recipe', {}), **({'folds': len(cfg['folds'])} if cfg.get('folds') else {}), **flat_figures(cfg.get('valid', {})))
 
 # %% ../nbs/16_track.ipynb #884db8a2

@@ -21,8 +21,8 @@ from .modeldir import *
 # %% auto #0
 __all__ = ['TASKS', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'data_summary', 'run_lr_find', 'fit_stages',
            'fit_recipe', 'precision_check', 'load_init', 'init_weights', 'Tracker', 'run_config', 'data_fingerprint',
-           'run_record', 'record_differences', 'read_run', 'open_run', 'claim_run_dir', 'start_run', 'default_cache',
-           'train', 'fold_config', 'train_folds', 'train_file']
+           'run_record', 'record_differences', 'read_run', 'run_recipe', 'open_run', 'claim_run_dir', 'start_run',
+           'default_cache', 'train', 'fold_config', 'train_folds', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -175,12 +175,12 @@ def load_init(r:Recipe) -> tuple:
     return model, cfg
 
 # %% ../nbs/08_train.ipynb #506e59c5
-def init_weights(model:nn.Module, src:nn.Module, src_cfg:dict, classes) -> str:
-    "Copy trained network `src` (config `src_cfg`) into `model` for `classes`: all of it when the classes and network match ('all'), else its body ('body')."
+def init_weights(model:nn.Module, src:nn.Module, src_cfg:dict, classes, src_path='init') -> str:
+    "Copy trained network `src` (config `src_cfg`, from `src_path`) into `model` for `classes`: all of it when the classes and network match ('all'), else its body ('body')."
     if list(src_cfg['classes']) == list(classes) and type(src) is type(model):
         model.load_state_dict(src.state_dict()); return 'all'
     try: network_body(model).load_state_dict(network_body(src).state_dict())
-    except RuntimeError as e: raise LesionDataError(src_cfg.get('trained', 'init'), f"its body does not fit this network ({str(e)[:200]})") from None
+    except RuntimeError as e: raise LesionDataError(src_path, f"its body does not fit this network ({str(e)[:200]})") from None
     warnings.warn(f"a new head: the model started from has classes {src_cfg['classes']}, this run {list(classes)}; its body is used")
     return 'body'
 
@@ -229,6 +229,11 @@ def read_run(out) -> dict:
     try: return json.loads((out/RUN_FILE).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise LesionDataError(out/RUN_FILE, f"not valid JSON ({e}); start again with [[force]]") from None
 
+# %% ../nbs/08_train.ipynb #b4544b3c
+def run_recipe(out, recipe:Recipe|None=None, resume:bool=False) -> Recipe:
+    "The recipe of a run into `out`: `recipe`, else (resuming) the unfinished run's there, else the default."
+    return recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
+
 # %% ../nbs/08_train.ipynb #d0c7a61b
 def open_run(out:Path, record:dict, resume:bool=False) -> dict|None:
     "Write `out`'s run file for `record`, or with `resume` check `record` is the run there and return its last checkpoint (None: none yet)."
@@ -268,7 +273,7 @@ def default_cache() -> Path:
 def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
           export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> tuple:
     "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`), or `resume` the run there; logged by `tracker`. Return `(learn, config)`."
-    r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
+    r = run_recipe(out, recipe, resume)
     plan = compute_plan(precision, layout, training=True)  # a precision this machine cannot run fails before any work
     init = load_init(r) if r.init else None  # a trained model to start from, instead of pretrained weights
     task, skipped = task_for(r.task)(dataclasses.replace(r, pretrained=None) if init else r), list(df.attrs.get('skipped', []))
@@ -282,7 +287,7 @@ def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None
     dls = task.dls(df, stats)
     if not len(dls.train): raise LesionDataError('table', f"{(~df.is_valid).sum()} training images make no full batch of {r.bs}: lower the batch size (bs), or add images")
     learn = task_learner(dls, task.model(dls), r.arch, task.r.pretrained, path=out, **task.learner_kwargs(dls))
-    if init: started = dict(model=str(r.init), loaded=init_weights(learn.model, *init, dls.vocab)); learn.freeze()
+    if init: started = dict(model=str(r.init), loaded=init_weights(learn.model, *init, dls.vocab, r.init)); learn.freeze()
     if not show_progress(): learn.remove_cb(ProgressCallback); learn.logger = epoch_logger(learn)  # a log file: a named line per epoch
     ckpt, tracker = open_run(out, record, resume), tracker or Tracker()  # the run starts (or goes on) once its data and model are ready
     lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout, ckpt, tracker.start(out, record))
@@ -313,7 +318,7 @@ def fold_config(configs:list, folds:list, valid:dict, df:pd.DataFrame, t0:float)
 def train_folds(df:pd.DataFrame, out, k:int=5, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
                 precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> dict:
     "Train `recipe` on `k` lesion-grouped folds of `df` into `out`/fold_i, saved as the fold-ensemble model directory `out` (or `resume` it), logged by `tracker`; return its config."
-    r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
+    r = run_recipe(out, recipe, resume)
     plan, task = compute_plan(precision, layout, training=True), task_for(r.task)
     out, t0 = claim_run_dir(out, force, resume), time.time()
     df = kfold_by_lesion(task(r).trainable(df).drop(columns='is_valid', errors='ignore'), k, r.seed)
@@ -326,10 +331,10 @@ def train_folds(df:pd.DataFrame, out, k:int=5, recipe:Recipe|None=None, images=N
         if not (resume and (d/'config.json').is_file()):  # a resumed ensemble keeps its finished folds
             train(df.assign(is_valid=df.fold == i), d, r, images, cache, force=True, segmenter=segmenter, precision=precision, layout=layout,
                   resume=unfinished_run(d), tracker=tracker)
-        configs.append(json.loads((d/'config.json').read_text()))
-    write_config(out, fold_config(configs, folds, task.fold_results(df, configs, folds, out), df, t0))
+        configs.append(read_config(d))
+    config = fold_config(configs, folds, task.fold_results(df, configs, folds, out), df, t0)
+    write_config(out, config)
     (out/RUN_FILE).unlink(missing_ok=True)
-    config = json.loads((out/'config.json').read_text())
     tracker.finish(out, config)
     return config
 
@@ -338,7 +343,7 @@ def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, for
                export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, folds:int|None=None,
                tracker:Tracker|None=None) -> dict:
     "`train` (or with `folds`, `train_folds`) on the table file (or folder) `table`, read as `recipe`'s task reads it (`lesion-analysis train`); return the config."
-    r = recipe or (Recipe(**read_run(out)['recipe']) if resume else Recipe())
+    r = run_recipe(out, recipe, resume)
     if not resume: check_model_dir_free(out, force)
     df = task_for(r.task).read_table(table, images, skip_missing)
     kw = dict(cache=cache, force=force, segmenter=segmenter, precision=precision, layout=layout, resume=resume, tracker=tracker)
