@@ -4,15 +4,15 @@
 
 # %% ../nbs/17_cli.ipynb #17cbcd2e
 from __future__ import annotations
-import argparse, dataclasses, sys, tempfile, warnings
+import argparse, dataclasses, os, sys, tempfile, warnings
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['COMMANDS', 'QUIET_WARNINGS', 'command', 'index_args', 'run_index', 'preprocess_args', 'run_preprocess',
-           'add_compute_args', 'add_recipe_args', 'recipe_from', 'train_args', 'run_train', 'compare_args',
-           'run_compare', 'predict_args', 'run_predict', 'evaluate_args', 'run_evaluate', 'ensemble_args',
-           'run_ensemble', 'explain_args', 'run_explain', 'segment_args', 'run_segment', 'serve_args', 'run_serve',
-           'demo_args', 'run_demo', 'parser', 'main']
+           'add_compute_args', 'add_dask_args', 'add_recipe_args', 'recipe_from', 'train_args', 'rank0',
+           'launch_processes', 'run_train', 'compare_args', 'run_compare', 'predict_args', 'run_predict',
+           'evaluate_args', 'run_evaluate', 'ensemble_args', 'run_ensemble', 'explain_args', 'run_explain',
+           'segment_args', 'run_segment', 'serve_args', 'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
 
 # %% ../nbs/17_cli.ipynb #6a457ee5
 COMMANDS = {}
@@ -92,13 +92,13 @@ def preprocess_args(p):
                    help='crop the lesion instead of the frame: its box (x0, y0, x1, y1 columns) or mask (mask column) grown by this fraction')
     p.add_argument('--colour', choices=['shades_of_gray', 'gamma'], help='colour normalisation of every image (default: none)')
     p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
-    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
+    add_dask_args(p, 'a process pool of all the cores')
     return run_preprocess
 
 # %% ../nbs/17_cli.ipynb #5179ad63
 def run_preprocess(a):
     from lesion_analysis.preprocess import preprocess_inputs
-    out = preprocess_inputs(a.table, a.out, a.images, a.workers, a.recursive, size=a.size, side=a.side, crop=a.crop, caption=a.caption,
+    out = preprocess_inputs(a.table, a.out, a.images, a.workers, a.recursive, a.scheduler, size=a.size, side=a.side, crop=a.crop, caption=a.caption,
                             lesion_margin=a.lesion_margin, colour=a.colour)
     cache, skipped = out.attrs['cache'], out.attrs['skipped']
     cropped = ((out.crop_x1 - out.crop_x0 < out.orig_width) | (out.crop_y1 - out.crop_y0 < out.orig_height)).sum()
@@ -112,6 +112,13 @@ def add_compute_args(p):
     p.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto', help='auto (default): bf16 on a CPU with bf16 instructions or a GPU that '
                    'has it, fp16 mixed precision on other GPUs, else fp32; weights stay fp32 whatever is chosen')
     p.add_argument('--layout', choices=('auto', 'channels_last', 'contiguous'), default='auto', help='memory layout (auto: channels_last, except fp32 on a GPU)')
+
+# %% ../nbs/17_cli.ipynb #cbfbabd7
+def add_dask_args(p, default:str):
+    "`--workers` and `--scheduler`: where batch work runs (a local Dask cluster, or an existing one; by `default` without either)."
+    p.add_argument('--workers', type=int, metavar='N', help=f'run on a local Dask cluster of N worker processes, each with its share of the cores (default: {default})')
+    p.add_argument('--scheduler', metavar='ADDRESS', help='run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786): '
+                   'its workers must see the model and the images at the same paths')
 
 # %% ../nbs/17_cli.ipynb #d0b4fa19
 def _segmenter(path, a):
@@ -155,6 +162,8 @@ def train_args(p):
     p.add_argument('--tracking-uri', help='MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the file store ./mlruns), or TensorBoard log folder (default: ./runs)')
     p.add_argument('--experiment', default='lesion_analysis', help='MLflow experiment (default: lesion_analysis)')
     p.add_argument('--resume', action='store_true', help="go on with the unfinished run in OUT from its last epoch's checkpoint (its recipe unless options say otherwise)")
+    p.add_argument('--processes', type=int, default=1, metavar='N', help='train data-parallel on N processes of this machine, started by torchrun: '
+                   'one per GPU; on a CPU each gets cores / N threads (several machines: torchrun, accelerate launch or srun, see the README)')
     p.add_argument('--segmenter', type=Path, help='segmentation model directory that finds the lesions for --lesion-margin')
     p.add_argument('--skip-missing', action='store_true', help='leave out images that are missing or unreadable (listed in OUT/skipped.csv)')
     p.add_argument('--export-pickle', action='store_true', help="also write fastai's export.pkl (a pickle: load it only from a source you trust)")
@@ -162,16 +171,39 @@ def train_args(p):
     add_recipe_args(p)
     return run_train
 
+# %% ../nbs/17_cli.ipynb #92554c71
+def rank0() -> bool:
+    "Whether this process speaks for the run: it runs alone, or it is rank 0 of a process group."
+    return os.environ.get('RANK', '0') == '0'
+
+# %% ../nbs/17_cli.ipynb #0fd4311a
+def launch_processes(n:int, argv:list) -> None:
+    "Run `lesion-analysis argv` on `n` processes of this machine through torchrun (PyTorch's elastic launcher, which `accelerate launch` uses too)."
+    import logging, torch
+    from torch.distributed.run import get_args_parser, run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from lesion_analysis.core import available_cores
+    gpus = torch.cuda.device_count()
+    if gpus and n > gpus: raise ValueError(f"--processes {n}: this machine has {gpus} GPU(s), and each process trains on one")
+    if not gpus and n > available_cores(): raise ValueError(f"--processes {n}: more processes than the {available_cores()} cores this machine gives (each needs one)")
+    os.environ.setdefault('OMP_NUM_THREADS', str(max(1, available_cores() // n)))  # no thread oversubscription (torchrun would say 1)
+    logging.getLogger('torch.distributed.elastic').setLevel(logging.CRITICAL)  # a failed rank has said why: no launcher traceback
+    try: run(get_args_parser().parse_args(['--standalone', f'--nproc-per-node={n}', '--module', 'lesion_analysis.cli', *argv]))
+    except ChildFailedError as e: sys.exit(min((f.exitcode for f in e.failures.values() if f.exitcode > 0), default=1))
+
 # %% ../nbs/17_cli.ipynb #e4642adc
 def run_train(a):
     from lesion_analysis.train import train_file, task_for, read_run
+    if a.processes > 1 and 'LOCAL_RANK' not in os.environ: return launch_processes(a.processes, a.argv)
     r = recipe_from(a, read_run(a.out)['recipe'] if a.resume else None)
     if a.track: from lesion_analysis.track import tracker_for
     cfg = train_file(a.table, a.out, r, a.images, a.cache, a.force, _segmenter(a.segmenter, a), a.skip_missing, a.export_pickle,
                      a.precision, a.layout, a.resume, a.folds, tracker_for(a.track, a.tracking_uri, a.experiment) if a.track else None)
+    if not rank0(): return cfg
     if init := cfg.get('init'):
         print(f"started from {init['model']}: " + ('its body and head' if init['loaded'] == 'all' else 'its body, with a new head (it was trained for other classes)'))
-    print(task_for(cfg['task']).summary(cfg, a.out) + " (computed in {precision}, {layout}, on the {device})".format(**cfg['compute']))
+    on = " on {processes} processes ({backend})".format(**cfg['distributed']) if 'distributed' in cfg else ''
+    print(task_for(cfg['task']).summary(cfg, a.out) + " (computed in {precision}, {layout}, on the {device}".format(**cfg['compute']) + on + ")")
     return cfg
 
 # %% ../nbs/17_cli.ipynb #fde62137
@@ -210,6 +242,8 @@ def predict_args(p):
     p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=32)
     add_compute_args(p)
+    add_dask_args(p, 'this process')
+    p.add_argument('--partition', type=int, default=512, metavar='ROWS', help='rows of the table a task predicts (and a rerun resumes after; default 512)')
     return run_predict
 
 # %% ../nbs/17_cli.ipynb #6b40c7e6
@@ -217,7 +251,7 @@ def run_predict(a):
     from lesion_analysis import datasets as ds
     from lesion_analysis.infer import predict_models, to_isic
     df = ds.read_inputs(a.inputs, a.images, skip_missing=True, labels=False, recursive=a.recursive)
-    res = predict_models([a.model], df, a.out, a.bs, a.tta, a.priors, a.unk, _segmenter(a.segmenter, a), a.precision)[0]
+    res = predict_models([a.model], df, a.out, a.bs, a.tta, a.priors, a.unk, _segmenter(a.segmenter, a), a.precision, a.workers, a.scheduler, a.partition)[0]
     flagged = f", {int(res.unk_flag.sum())} flagged UNK" if 'unk_flag' in res else ''
     problems = res.attrs.get('metadata_problems', [])
     print(f"{len(res)} images predicted{flagged}, written to {a.out}; {len(res.attrs['skipped'])} skipped"
@@ -355,7 +389,7 @@ def run_serve(a):
     create_app(a.model, a.max_upload_mb, segmenter=a.segmenter, precision=a.precision, layout=a.layout)  # several workers load it themselves: check it first
     os.environ.update(LESION_ANALYSIS_MODEL=str(Path(a.model).resolve()), LESION_ANALYSIS_MAX_UPLOAD_MB=str(a.max_upload_mb),
                       LESION_ANALYSIS_SEGMENTER=str(Path(a.segmenter).resolve()) if a.segmenter else '',
-                      LESION_ANALYSIS_PRECISION=a.precision, LESION_ANALYSIS_LAYOUT=a.layout)
+                      LESION_ANALYSIS_PRECISION=a.precision, LESION_ANALYSIS_LAYOUT=a.layout, LESION_ANALYSIS_WORKERS=str(a.workers))
     uvicorn.run('lesion_analysis.serve:app_from_env', factory=True, host=a.host, port=a.port, workers=a.workers, log_level='info')
 
 # %% ../nbs/17_cli.ipynb #51090f29
@@ -402,6 +436,7 @@ def main(argv=None):
     command = f"lesion-analysis {next((w for w in argv if w in COMMANDS), '')}".strip()
     try:
         a = parser(argv).parse_args(argv)  # help and usage errors answer here, before the library is loaded
+        a.argv = argv
         a.run(a)
         return 0
     except KeyboardInterrupt:
@@ -409,5 +444,8 @@ def main(argv=None):
               file=sys.stderr)
         sys.exit(130)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:  # LesionDataError is a ValueError
-        print(f"{command}: error: {e.for_cli() if hasattr(e, 'for_cli') else e}", file=sys.stderr)
+        if rank0(): print(f"{command}: error: {e.for_cli() if hasattr(e, 'for_cli') else e}", file=sys.stderr)  # one line, not one per process
         sys.exit(2)
+
+# %% ../nbs/17_cli.ipynb #1e976011
+if __name__ == '__main__': main()  # `python -m lesion_analysis.cli`: how torchrun starts each training process

@@ -4,18 +4,20 @@
 
 # %% ../nbs/00_core.ipynb #d1d82cfc
 from __future__ import annotations
-import io, os, re, sys, tempfile, warnings
+import io, logging, os, re, sys, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
-import cv2, numpy as np, pandas as pd
+import cv2, numpy as np, pandas as pd, torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from fastcore.imports import IN_NOTEBOOK
 from fastprogress.fastprogress import progress_bar
+from distributed import Client, LocalCluster, WorkerPlugin
 
 # %% auto #0
 __all__ = ['CLASS_NAMES', 'CLASSES', 'TABLE_COLUMNS', 'IMAGE_EXTS', 'CLASS_ALIASES', 'MAX_PIXELS', 'UMASK', 'LesionDataError',
            'make_table', 'class_code', 'normalise_labels', 'load_image', 'is_image_file', 'atomic_write', 'write_csv',
-           'save_jpeg', 'show_progress', 'with_progress', 'shared_data']
+           'save_jpeg', 'show_progress', 'with_progress', 'shared_data', 'available_cores', 'share_cores', 'ShareCores',
+           'workers_per_host', 'dask_client']
 
 # %% ../nbs/00_core.ipynb #47aaf2b5
 CLASS_NAMES = {
@@ -43,6 +45,8 @@ class LesionDataError(ValueError):
     def __init__(self, path, problem):
         self.path, self.problem = path, problem
         super().__init__(f"{path}: {_OPTION.sub(lambda m: m[1] + '=True', problem)}")
+
+    def __reduce__(self): return type(self), (self.path, self.problem)  # pickled whole: a worker's or rank's error reaches the caller as it was
 
     def for_cli(self) -> str:
         "The message with the options it suggests written as command-line flags."
@@ -200,3 +204,50 @@ def shared_data(name:str='', start=None, missing_ok:bool=False) -> Path|None:
         raise LesionDataError(Path('shared')/'data'/name, f"not found in {roots[0] if env else 'shared/data beside ' + str(here) + ' or its parents'}: "
                               "set LESION_ANALYSIS_SHARED to the folder that holds the data (see each dataset's PROVENANCE.md)")
     return found
+
+# %% ../nbs/00_core.ipynb #aa89d55a
+def available_cores() -> int:
+    "The cores this process may run on (its CPU affinity, which containers and job schedulers set), else the machine's."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+# %% ../nbs/00_core.ipynb #e8154a69
+def share_cores(processes:int=1) -> int:
+    "Give this process its share of the cores when `processes` run side by side: torch and OpenCV threads = cores // processes (at least 1)."
+    n = max(1, available_cores() // max(1, processes))
+    torch.set_num_threads(n); cv2.setNumThreads(n)
+    return n
+
+# %% ../nbs/00_core.ipynb #ded04a33
+class ShareCores(WorkerPlugin):
+    "A Dask worker plugin: each worker process takes its share of its machine's cores (`share_cores`), given the workers on each host."
+    name = 'lesion_analysis-share-cores'
+    def __init__(self, per_host:dict): self.per_host = per_host
+    def setup(self, worker): share_cores(self.per_host.get(worker.ip, 1))
+
+# %% ../nbs/00_core.ipynb #0ca2224c
+def workers_per_host(client:Client) -> dict:
+    "The number of the cluster's workers on each host (by IP address)."
+    hosts = [w['host'] for w in client.scheduler_info(n_workers=-1)['workers'].values()]
+    return {h: hosts.count(h) for h in set(hosts)}
+
+# %% ../nbs/00_core.ipynb #f167a64e
+@contextmanager
+def dask_client(workers:int|None=None, scheduler:str|None=None, timeout:float=10.):
+    "A Dask client of the cluster at `scheduler`, or of a local cluster of `workers` processes (more than one); None (this process) otherwise. Closed (the local cluster stopped) on leaving."
+    if workers is not None and workers < 1: raise ValueError(f"workers must be at least 1, not {workers}")
+    if workers and scheduler: raise ValueError("give a number of local workers or a scheduler address, not both")
+    if not (scheduler or (workers or 0) > 1): yield None; return
+    cluster = None
+    try:
+        if scheduler: client = Client(scheduler, timeout=timeout)
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+            client = Client(cluster)
+    except (OSError, TimeoutError) as e:
+        raise ValueError(f"no Dask scheduler answers at {scheduler} (waited {timeout:g} s): start one (dask scheduler), or check the address ({e})") from None
+    try:
+        client.register_plugin(ShareCores(workers_per_host(client)))
+        yield client
+    finally:
+        client.close()
+        if cluster: cluster.close()

@@ -5,7 +5,7 @@
 # %% ../nbs/12_infer.ipynb #06721138
 from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
-import hashlib, json, sys
+import functools, hashlib, json, shutil, sys
 from pathlib import Path
 import warnings
 import cv2, numpy as np, pandas as pd, torch, torch.nn.functional as F
@@ -19,12 +19,16 @@ from .metrics import read_predictions, read_truth
 from .learner import dls_stats
 from .modeldir import ImageModel, fold_members
 from .fusion import MetaEncoder
+from .segment import Segmenter
+from distributed import as_completed, get_worker
+from fastcore.xtras import chunked
 
 # %% auto #0
 __all__ = ['TTA', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views', 'rescale_default', 'rescale_priors', 'Classifier',
            'unk_score', 'fit_unk_threshold', 'ood_auroc', 'unk_column', 'model_unk_rule', 'lesion_inputs',
-           'metadata_rows', 'prediction_job', 'resumed_rows', 'predict', 'to_isic', 'align_predictions', 'ensemble',
-           'greedy_ensemble', 'predict_models', 'ensemble_members']
+           'metadata_rows', 'prediction_job', 'predict_part', 'open_parts', 'write_part', 'read_part', 'worker_spec',
+           'worker_models', 'predict_on_worker', 'predict', 'finish_predictions', 'to_isic', 'align_predictions',
+           'ensemble', 'greedy_ensemble', 'predict_models', 'ensemble_members']
 
 # %% ../nbs/12_infer.ipynb #2ea8b408
 def zoom_crop(x:torch.Tensor, zoom:float=1.05, row:float=.5, col:float=.5) -> torch.Tensor:
@@ -184,43 +188,94 @@ def prediction_job(clf:Classifier, df:pd.DataFrame, tta:str, rescale, unk, segme
     return hashlib.sha256(job.encode()).hexdigest()
 
 # %% ../nbs/12_infer.ipynb #2519b09a
-def resumed_rows(partial:Path, job:str, classes:list) -> pd.DataFrame:
-    "The rows `partial` holds when it was written by the same `job`; otherwise none (saying so when it was another job's)."
-    empty = pd.DataFrame(columns=['image', *classes])
-    if not partial.is_file(): return empty
-    key = Path(f'{partial}.json')
-    if key.is_file() and json.loads(key.read_text()).get('job') == job: return pd.read_csv(partial)
-    print(f"{partial}: left by another prediction run (other model, options or inputs): starting afresh", file=sys.stderr)
-    return empty
+def predict_part(clf:Classifier, rows:pd.DataFrame, bs:int=32, tta:str='none', rescale:bool|None=None, threads:int=2, meta:bool=True,
+                 segmenter=None) -> tuple:
+    "`(probabilities of the images of table `rows` in order, skipped, metadata problems)`: one partition's work, images read on `threads` threads."
+    boxes, table = lesion_inputs(clf, rows, segmenter), metadata_rows(clf, rows) if meta else None
+    found, skipped, problems = [pd.DataFrame(columns=['image', *clf.classes])], [], []
+    with ThreadPoolExecutor(threads) as pool:
+        for paths in chunked(rows.image.astype(str).tolist(), bs):
+            prepared = list(pool.map(lambda p: _prepare_safe(clf, p, boxes.get(p)), paths))
+            skipped += [dict(image=p, reason=r) for p, (_, r) in zip(paths, prepared) if r]
+            if not (ok := [(p, im) for p, (im, r) in zip(paths, prepared) if r is None]): continue
+            m, bad = clf.meta_batch(None if table is None else table.loc[[p for p, _ in ok]])
+            probs = clf.probabilities(clf.to_batch([im for _, im in ok]), tta, m, rescale)
+            found.append(pd.DataFrame(probs, columns=clf.classes).assign(image=[p for p, _ in ok])); problems += bad
+    return pd.concat(found, ignore_index=True)[['image', *clf.classes]], skipped, problems
+
+# %% ../nbs/12_infer.ipynb #294ceeec
+def open_parts(out, job:str) -> Path:
+    "The folder `<out>.parts` of prediction `job`: as it is when that job's, emptied (saying so) when another's was left there."
+    d = Path(f'{out}.parts')
+    if (d/'job.json').is_file() and json.loads((d/'job.json').read_text()).get('job') == job: return d
+    if d.exists():
+        print(f"{d}: left by another prediction run (other model, options or inputs): starting afresh", file=sys.stderr)
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    with atomic_write(d/'job.json') as tmp: tmp.write_text(json.dumps(dict(job=job)))
+    return d
+
+# %% ../nbs/12_infer.ipynb #c851f75e
+def write_part(parts:Path, i:int, part:tuple):
+    "Partition `i`'s `(rows, skipped, problems)` into folder `parts`: the rows, then the report that marks it finished."
+    write_csv(part[0], parts/f'part-{i:05d}.csv')
+    with atomic_write(parts/f'part-{i:05d}.json') as tmp: tmp.write_text(json.dumps(dict(skipped=part[1], problems=part[2]), default=str))
+
+# %% ../nbs/12_infer.ipynb #f0c07b76
+def read_part(parts:Path, i:int) -> tuple|None:
+    "Partition `i`'s `(rows, skipped, problems)` from folder `parts`, or None if it did not finish."
+    if not (report := parts/f'part-{i:05d}.json').is_file(): return None
+    r = json.loads(report.read_text())
+    return pd.read_csv(parts/f'part-{i:05d}.csv', dtype={'image': str}), r['skipped'], r['problems']
+
+# %% ../nbs/12_infer.ipynb #26afa2df
+def worker_spec(clf:Classifier, segmenter=None) -> dict:
+    "What a Dask worker needs to load `clf` (and `segmenter`) itself: their folders and the precision and layout asked for."
+    if not (clf.path/'config.json').is_file(): raise ValueError("this classifier was not loaded from a model directory: Dask workers cannot load it")
+    return dict(path=str(clf.path.resolve()), **clf.asked, segmenter=str(Path(segmenter.path).resolve()) if segmenter is not None else None)
+
+# %% ../nbs/12_infer.ipynb #b815c507
+@functools.lru_cache(maxsize=4)
+def worker_models(path:str, precision:str, layout:str, segmenter:str|None) -> tuple:
+    "`(Classifier, Segmenter or None)` loaded once in this (worker) process and kept for every partition it runs."
+    return Classifier(path, precision=precision, layout=layout), Segmenter(segmenter, precision=precision, layout=layout) if segmenter else None
+
+# %% ../nbs/12_infer.ipynb #be64e506
+def predict_on_worker(rows:pd.DataFrame, spec:dict, kw:dict) -> tuple:
+    "`predict_part` of `rows` on a Dask worker, with the models of `spec` it loaded once; a model it cannot read is an error naming the folder and the worker."
+    try: clf, seg = worker_models(spec['path'], spec['precision'], spec['layout'], spec['segmenter'])
+    except LesionDataError as e: raise LesionDataError(e.path, f"{e.problem} (read by the Dask worker at {get_worker().address})") from None
+    return predict_part(clf, rows, segmenter=seg, **kw)
 
 # %% ../nbs/12_infer.ipynb #68be5659
 def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none', rescale:bool|None=None, unk:dict|None=None,
-            progress:bool=True, workers:int=2, save_every:int=10, isic:bool=False, segmenter=None) -> pd.DataFrame:
-    "Reported probabilities for every image of `df` (a column per class); to `out` if given, resuming an interrupted run of the same job."
-    boxes, meta, problems = lesion_inputs(clf, df, segmenter), metadata_rows(clf, df), []
-    partial, job = (Path(f'{out}.partial'), prediction_job(clf, df, tta, rescale, unk, segmenter)) if out else (None, None)
-    done = resumed_rows(partial, job, clf.classes) if out else pd.DataFrame(columns=['image', *clf.classes])
-    todo = [p for p in df.image.astype(str) if p not in set(done.image)]
-    rows, skipped = [done], list(df.attrs.get('skipped', []))  # inputs skipped when the table was read count too
-    batches = [todo[i:i + bs] for i in range(0, len(todo), bs)]
-    with ThreadPoolExecutor(workers) as pool:
-        for b, paths in enumerate(with_progress(batches) if progress and len(batches) > 1 else batches):
-            prepared = list(pool.map(lambda p: _prepare_safe(clf, p, boxes.get(p)), paths))
-            skipped += [dict(image=p, reason=r) for p, (_, r) in zip(paths, prepared) if r]
-            ok = [(p, im) for p, (im, r) in zip(paths, prepared) if r is None]
-            if ok:
-                m, found = clf.meta_batch(None if meta is None else meta.loc[[p for p, _ in ok]])
-                problems += found
-                probs = clf.probabilities(clf.to_batch([im for _, im in ok]), tta, m, rescale)
-                rows.append(pd.DataFrame(probs, columns=clf.classes).assign(image=[p for p, _ in ok]))
-            if partial and (b + 1) % save_every == 0:
-                write_csv(pd.concat(rows)[['image', *clf.classes]], partial)
-                with atomic_write(f'{partial}.json') as tmp: tmp.write_text(json.dumps(dict(job=job)))
-    res = pd.concat(rows, ignore_index=True)[['image', *clf.classes]]
+            progress:bool=True, threads:int=2, isic:bool=False, segmenter=None, workers:int|None=None, scheduler:str|None=None,
+            partition:int=512) -> pd.DataFrame:
+    "Reported probabilities for every image of `df` (a column per class), in partitions of `partition` rows here or on Dask (`workers` > 1, `scheduler`); to `out` if given, resuming an interrupted run of the same job."
+    parts = [df.iloc[i:i + partition] for i in range(0, len(df), partition)]
+    store = open_parts(out, f"{prediction_job(clf, df, tta, rescale, unk, segmenter)}/{partition}") if out else None
+    done = {i: p for i in range(len(parts)) if store and (p := read_part(store, i)) is not None}
+    todo, kw = [i for i in range(len(parts)) if i not in done], dict(bs=bs, tta=tta, rescale=rescale, threads=threads, meta=metadata_rows(clf, df) is not None)
+    if done: print(f"{store}: resuming, {len(done)} of {len(parts)} partitions already done", file=sys.stderr)
+    with dask_client(workers, scheduler) as client:
+        if client:
+            futures = client.map(predict_on_worker, [parts[i] for i in todo], spec=worker_spec(clf, segmenter), kw=kw, pure=False)
+            runs = ((todo[futures.index(f)], part) for f, part in as_completed(futures, with_results=True))  # as each partition is done
+        else: runs = ((i, predict_part(clf, parts[i], segmenter=segmenter, **kw)) for i in todo)
+        for i, part in with_progress(runs, total=len(todo)) if progress and len(todo) > 1 else runs:
+            if store: write_part(store, i, part)
+            done[i] = part
+    return finish_predictions(clf, [done[i] for i in range(len(parts))], out, list(df.attrs.get('skipped', [])), unk, isic)
+
+# %% ../nbs/12_infer.ipynb #9c81d1ae
+def finish_predictions(clf:Classifier, parts:list, out=None, skipped:list=(), unk:dict|None=None, isic:bool=False) -> pd.DataFrame:
+    "The prediction table of the partitions' `(rows, skipped, problems)` in order, with the UNK column of rule `unk`; written to `out` (and its reports), the parts folder removed."
+    res = pd.concat([p[0] for p in parts], ignore_index=True)[['image', *clf.classes]]
     res[clf.classes] = res[clf.classes].astype(float)
     if unk is not None and 'UNK' not in clf.classes:
         probs, res['UNK'], res['unk_flag'] = unk_column(res[clf.classes], unk)
         res[clf.classes] = probs
+    skipped, problems = [*skipped, *(s for p in parts for s in p[1])], [q for p in parts for q in p[2]]
     res.attrs['skipped'], res.attrs['metadata_problems'] = skipped, problems
     if out:
         skipped_csv = Path(out).with_name(Path(out).stem + '_skipped.csv')
@@ -228,7 +283,7 @@ def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none'
         if res.empty: raise LesionDataError(out, f"nothing predicted: all {len(skipped)} input(s) were skipped (reasons in {skipped_csv})")
         write_csv(to_isic(res) if isic else res, out)
         if problems: write_csv(pd.DataFrame(problems), Path(out).with_name(Path(out).stem + '_metadata_problems.csv'))
-        for f in (partial, Path(f'{partial}.json')): f.unlink(missing_ok=True)
+        shutil.rmtree(Path(f'{out}.parts'), ignore_errors=True)
     return res
 
 # %% ../nbs/12_infer.ipynb #80f6b1ec
@@ -286,13 +341,14 @@ def greedy_ensemble(preds:dict, truth:pd.DataFrame, max_size:int=10) -> tuple:
 PRIOR_CHOICES = {'auto': None, 'rescale': True, 'keep': False}
 
 def predict_models(models:list, df:pd.DataFrame, out=None, bs:int=32, tta:str='none', priors:str='auto', unk:str|None=None,
-                   segmenter=None, precision:str='auto') -> list:
-    "Predictions of each model directory in `models` for table `df` in `precision` (written, in the ISIC layout, to `out` for a single model)."
+                   segmenter=None, precision:str='auto', workers:int|None=None, scheduler:str|None=None, partition:int=512) -> list:
+    "Predictions of each model directory in `models` for table `df` in `precision` (written, in the ISIC layout, to `out` for a single model), here or on Dask (`workers`, `scheduler`)."
     rescale, res = PRIOR_CHOICES[priors], []
     for m in models:
         clf = Classifier(m, precision=precision)
         rule = model_unk_rule(clf, unk, rescale=rescale) if unk else None
-        res.append(predict(clf, df, out=out if len(models) == 1 else None, bs=bs, tta=tta, rescale=rescale, unk=rule, isic=True, segmenter=segmenter))
+        res.append(predict(clf, df, out=out if len(models) == 1 else None, bs=bs, tta=tta, rescale=rescale, unk=rule, isic=True, segmenter=segmenter,
+                           workers=workers, scheduler=scheduler, partition=partition))
     return res
 
 # %% ../nbs/12_infer.ipynb #59b0acc0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_learner.ipynb #91e72406
 from __future__ import annotations
-import importlib, platform, random, time, warnings
+import contextlib, importlib, os, platform, random, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, timm
 import matplotlib.pyplot as plt
@@ -13,6 +13,11 @@ from fastai.vision.all import Normalize, Learner, Callback, Recorder, ParamSched
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
+from fastai.distributed import DistributedDL
+from fastai.torch_core import num_distrib, rank_distrib
+from accelerate import PartialState
+from accelerate.utils import extract_model_from_parallel
+from fastcore.xtras import modified_env
 from fastcore.basics import patch, nested_attr
 from safetensors.torch import load_file
 from .core import *
@@ -22,8 +27,9 @@ __all__ = ['LITE_PACKAGES', 'LITE_STATS', 'PRECISIONS', 'LAYOUTS', 'DTYPES', 'ch
            'arch_stats', 'read_state_dict', 'load_body_weights', 'dls_stats', 'check_stats', 'timm_backbone',
            'task_learner', 'cpu_bf16_native', 'reduced_precision', 'compute_plan', 'autocast_for', 'memory_format',
            'AutocastPrecision', 'precision_agreement', 'thirds_split', 'network_body', 'body_thirds_splitter',
-           'discriminative_lrs', 'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr', 'plain', 'rng_state',
+           'discriminative_lrs', 'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr', 'plain', 'base_loader', 'rng_state',
            'set_rng_state', 'callback_states', 'Checkpoint', 'read_checkpoint', 'SkipEpochs', 'Restore', 'resume_cbs',
+           'collective_device', 'join_process_group', 'rank_alone', 'on_rank0', 'rank_agreement', 'data_parallel',
            'epoch_logger', 'plot_history']
 
 # %% ../nbs/06_learner.ipynb #79f34702
@@ -233,17 +239,17 @@ class History(Callback):
 
 # %% ../nbs/06_learner.ipynb #cfa41018
 class KeepBest(TrackerCallback):
-    "Keep the weights of the best epoch by `monitor` (over every fit it is passed to), and restore them after each fit."
+    "Keep the weights of the best epoch by `monitor` (over every fit it is passed to), and restore them after each fit (without the data-parallel wrapper)."
     order = 61
     def __init__(self, monitor='balanced_accuracy_score'):
         super().__init__(monitor, comp=np.greater, reset_on_fit=False)
         self.state, self.best_epoch, self.n = None, None, 0
     def after_epoch(self):
         super().after_epoch()
-        if self.new_best: self.state, self.best_epoch = {k: v.detach().clone() for k, v in self.model.state_dict().items()}, self.n
+        if self.new_best: self.state, self.best_epoch = {k: v.detach().clone() for k, v in extract_model_from_parallel(self.model).state_dict().items()}, self.n
         self.n += 1
     def after_fit(self):
-        if self.state is not None: self.model.load_state_dict(self.state)
+        if self.state is not None: extract_model_from_parallel(self.model).load_state_dict(self.state)
 
 # %% ../nbs/06_learner.ipynb #39628b3d
 def sgdr_lengths(n_cycles:int, cycle_len:int, cycle_mult:int=2) -> list:
@@ -270,12 +276,17 @@ def plain(o):
     if isinstance(o, (np.ndarray, np.generic)): return o.tolist()
     return o
 
+# %% ../nbs/06_learner.ipynb #7dfd9969
+def base_loader(dl):
+    "The DataLoader `dl` is, or wraps as a data-parallel `DistributedDL` (whose shuffling is its own)."
+    return dl.dl if isinstance(dl, DistributedDL) else dl
+
 # %% ../nbs/06_learner.ipynb #a30889bf
 def rng_state(dls=None) -> dict:
     "The state of every generator of random numbers a fit draws from: Python's, NumPy's, torch's (CPU and CUDA), and `dls`' shuffling."
     return dict(python=random.getstate(), numpy=plain(np.random.get_state()), torch=torch.get_rng_state(),
                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                loaders=[dl.rng.getstate() for dl in dls.loaders] if dls else [])
+                loaders=[base_loader(dl).rng.getstate() for dl in dls.loaders] if dls else [])
 
 # %% ../nbs/06_learner.ipynb #f58747ec
 def set_rng_state(state:dict, dls=None):
@@ -284,7 +295,7 @@ def set_rng_state(state:dict, dls=None):
     kind, keys, *rest = state['numpy']
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
     if state['cuda']: torch.cuda.set_rng_state_all(state['cuda'])
-    for dl, s in zip(dls.loaders if dls else [], state['loaders']): dl.rng.setstate(s)
+    for dl, s in zip(dls.loaders if dls else [], state['loaders']): base_loader(dl).rng.setstate(s)
 
 # %% ../nbs/06_learner.ipynb #db2317a1
 TrackerCallback.resume_attrs = ('best', 'wait')
@@ -304,7 +315,7 @@ class Checkpoint(Callback):
     def __init__(self, fname, **tags): self.fname, self.tags = Path(fname), tags
     def after_epoch(self):
         state = dict(stage=getattr(self.learn, 'history', None) and self.history.stage, epoch=self.epoch + 1, n_epoch=self.n_epoch,
-                     **self.tags, model=self.model.state_dict(), opt=plain(self.opt.state_dict()),
+                     **self.tags, model=extract_model_from_parallel(self.model).state_dict(), opt=plain(self.opt.state_dict()),
                      callbacks=callback_states(self.learn), rng=rng_state(self.dls))
         with atomic_write(self.fname) as tmp: torch.save(state, tmp)
 
@@ -336,7 +347,7 @@ class Restore(Callback):
     def before_fit(self):
         ck = self.ckpt
         opt = to_device(ck['opt'], self.dls.device)
-        self.model.load_state_dict(ck['model']); self.opt.load_state_dict({**opt, 'hypers': L(opt['hypers'])})
+        extract_model_from_parallel(self.model).load_state_dict(ck['model']); self.opt.load_state_dict({**opt, 'hypers': L(opt['hypers'])})
         for cb in self.learn.cbs:
             for a, v in ck['callbacks'].get(cb.name, {}).items():
                 owner, _, name = a.rpartition('.')
@@ -347,6 +358,65 @@ class Restore(Callback):
 def resume_cbs(ckpt:dict|None) -> list:
     "The callbacks that resume a fit from checkpoint `ckpt` (none without one)."
     return [SkipEpochs(ckpt['epoch']), Restore(ckpt)] if ckpt else []
+
+# %% ../nbs/06_learner.ipynb #a3cf58d9
+def collective_device() -> torch.device:
+    "The device the process group's collectives take tensors on: the current GPU for NCCL, the CPU for gloo."
+    return torch.device('cuda', torch.cuda.current_device()) if torch.distributed.get_backend() == 'nccl' else torch.device('cpu')
+
+# %% ../nbs/06_learner.ipynb #c170861e
+@patch
+def _broadcast(self:DistributedDL, t, rank):
+    "Broadcast the indices `t` from `rank` to every process, on the device the process group's backend needs."
+    # fastai (fastai/distributed.py, DistributedDL._broadcast) does `LongTensor(t).cuda()`: NCCL only, it fails with gloo on CPUs
+    t = torch.tensor(t, dtype=torch.long, device=collective_device())
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
+# %% ../nbs/06_learner.ipynb #b543667f
+def join_process_group() -> int:
+    "Join the process group this process was started in (torchrun, accelerate launch, srun) with its share of the cores; return the number of processes (1 alone)."
+    if num_distrib() <= 1: return 1
+    PartialState(cpu=not torch.cuda.is_available())  # gloo on CPUs, NCCL on GPUs (fastai's setup_distrib hard-codes NCCL)
+    share_cores(int(os.environ.get('LOCAL_WORLD_SIZE', num_distrib())))
+    return num_distrib()
+
+# %% ../nbs/06_learner.ipynb #238d2886
+@contextlib.contextmanager
+def rank_alone():
+    "Run the block as a process of its own: no gathering of metrics or predictions across the process group."
+    with modified_env(WORLD_SIZE='1'): yield
+
+# %% ../nbs/06_learner.ipynb #c4737014
+def on_rank0(f, *args, **kwargs):
+    "`f(*args, **kwargs)` run by rank 0 alone while the other processes wait; its result, or its error, reaches every process (a plain call in one process)."
+    if num_distrib() <= 1: return f(*args, **kwargs)
+    res = [None]
+    if rank_distrib() == 0:
+        try:
+            with rank_alone(): res = [(True, f(*args, **kwargs))]
+        except Exception as e: res = [(False, e)]
+    torch.distributed.broadcast_object_list(res, 0, device=collective_device())
+    ok, value = res[0]
+    if not ok: raise value
+    return value
+
+# %% ../nbs/06_learner.ipynb #3b2f6712
+def rank_agreement(**facts) -> list:
+    "Every process's `facts` (what must be the same in all of them: the split, the class weights, the best epoch), raising if any process's differ from rank 0's."
+    if num_distrib() <= 1: return [facts]
+    every = [None] * num_distrib()
+    torch.distributed.all_gather_object(every, facts)
+    if bad := [f"rank {r} {k}" for r, f in enumerate(every) for k, v in f.items() if v != every[0][k]]:
+        raise RuntimeError(f"the training processes disagree with rank 0 on: {', '.join(bad)}")
+    return every
+
+# %% ../nbs/06_learner.ipynb #8696b764
+def data_parallel(learn:Learner):
+    "fastai's `distrib_ctx` (DistributedDataParallel through Accelerate, batch norm synchronised on GPUs) in a process group; nothing in one process."
+    if num_distrib() <= 1: return contextlib.nullcontext(learn)
+    gpu = torch.cuda.is_available()
+    return learn.distrib_ctx(sync_bn=gpu, cpu=not gpu)
 
 # %% ../nbs/06_learner.ipynb #be999288
 def epoch_logger(learn:Learner):

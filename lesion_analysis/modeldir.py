@@ -182,6 +182,7 @@ class ImageModel:
         self.model, self.config = load_model_dir(path, self.task) if model is None else (model.eval(), config)
         self.path, self.size = Path(path or '.'), int(self.config['size'])
         self.plan = inference_plan(self.config, precision, layout, device)  # how it computes: device, precision, memory layout
+        self.asked = dict(precision=precision, layout=layout)  # what was asked for: how another process (a Dask worker) loads it
         self.device = torch.device(self.plan['device'])
         self.model.to(self.device, memory_format=memory_format(self.plan))
         self.preprocessor = Preprocessor(**self.config['preprocess'])

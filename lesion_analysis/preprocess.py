@@ -4,11 +4,12 @@
 
 # %% ../nbs/03_preprocess.ipynb #faaba173
 from __future__ import annotations
-import contextlib, hashlib, os, time
+import contextlib, hashlib, math, multiprocessing, os, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import cv2, numpy as np, pandas as pd
 from fastcore.basics import store_attr
+from fastcore.xtras import chunked
 from fastai.vision.core import PILImage
 from fastai.data.transforms import Transform
 from .core import *
@@ -17,8 +18,8 @@ from .datasets import read_inputs
 # %% auto #0
 __all__ = ['COLOUR_NORMS', 'CROP_VERSION', 'BOX_COLUMNS', 'dark_mask', 'frame_mask', 'frame_crop_box', 'crop_border',
            'crop_caption', 'resize_keep_aspect', 'mask_bbox', 'expand_box', 'gamma_correct', 'shades_of_gray',
-           'jpeg_roundtrip', 'Preprocessor', 'cache_name', 'lesion_box_sources', 'preprocess', 'with_lesion_boxes',
-           'preprocess_inputs']
+           'jpeg_roundtrip', 'Preprocessor', 'cache_name', 'run_jobs', 'process_pool', 'batch_executor', 'job_parts',
+           'lesion_box_sources', 'preprocess', 'with_lesion_boxes', 'preprocess_inputs']
 
 # %% ../nbs/03_preprocess.ipynb #60e48c34
 def dark_mask(img:np.ndarray, thresh:int=30, rel:float=0.4) -> np.ndarray:
@@ -178,9 +179,31 @@ def cache_name(src, *more, suffix:str='.jpg') -> str:
     return f'{Path(src).stem}_{hashlib.md5(key.encode()).hexdigest()[:8]}{suffix}'
 
 # %% ../nbs/03_preprocess.ipynb #f0735146
-def _call_job(args):
-    "Run job `(function, *arguments)` (for the process pool)."
-    return args[0](*args[1:])
+def run_jobs(jobs:list) -> list:
+    "Run each job `(function, *arguments)` of `jobs` in turn (one task of a process pool or a Dask cluster); return their results."
+    return [job[0](*job[1:]) for job in jobs]
+
+# %% ../nbs/03_preprocess.ipynb #04ea907e
+def process_pool(n:int) -> ProcessPoolExecutor:
+    "A pool of `n` processes, each with its share of the cores, forked from a clean server process (forking this one, which has threads, can hang)."
+    ctx = multiprocessing.get_context('forkserver')
+    ctx.set_forkserver_preload(['lesion_analysis.preprocess'])  # imported once, in the server
+    return ProcessPoolExecutor(n, mp_context=ctx, initializer=share_cores, initargs=(n,))
+
+# %% ../nbs/03_preprocess.ipynb #4a019e8d
+@contextlib.contextmanager
+def batch_executor(workers:int|None=None, scheduler:str|None=None):
+    "`(executor, number of workers)` for batch jobs: a Dask cluster's (`scheduler`, or local with `workers` > 1), a process pool of all cores (`workers` None), or `(None, 1)`: this process."
+    with dask_client(workers, scheduler) as client:
+        if client: yield client.get_executor(), len(client.scheduler_info(n_workers=-1)['workers'])
+        elif workers is None and available_cores() > 1:
+            with process_pool(n := available_cores()) as pool: yield pool, n
+        else: yield None, 1
+
+# %% ../nbs/03_preprocess.ipynb #0432c40b
+def job_parts(jobs:list, n_workers:int, chunk:int=256) -> list:
+    "`jobs` cut into parts in order: about four per worker, at most `chunk` jobs each."
+    return list(chunked(jobs, max(1, min(chunk, math.ceil(len(jobs) / (4 * n_workers))))))
 
 # %% ../nbs/03_preprocess.ipynb #9f431b39
 BOX_COLUMNS = ['crop_x0', 'crop_y0', 'crop_x1', 'crop_y1', 'orig_width', 'orig_height']
@@ -193,8 +216,9 @@ def lesion_box_sources(df:pd.DataFrame, images=None, masks=None) -> dict:
     raise ValueError("lesion-centred crops need x0, y0, x1, y1 columns or a mask column in the table")
 
 # %% ../nbs/03_preprocess.ipynb #ee182d7e
-def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|None=None, chunk:int=256, masks=None, **kwargs) -> pd.DataFrame:
-    "Crop and resize every image of `df` into a parameter-named cache below `out_dir`; return the table pointing into it."
+def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|None=None, chunk:int=256, masks=None, scheduler:str|None=None,
+               **kwargs) -> pd.DataFrame:
+    "Crop and resize every image of `df` into a parameter-named cache below `out_dir` (on `workers` or the Dask cluster at `scheduler`, see `batch_executor`); return the table pointing into it."
     proc = Preprocessor(size=size, **kwargs)
     cache = Path(out_dir)/proc.name; cache.mkdir(parents=True, exist_ok=True)
     src = [str(Path(images)/p) if images else str(p) for p in df.image]
@@ -206,16 +230,15 @@ def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|
     have = set(done.source_image)
     todo = [s for s in dict.fromkeys(src) if s not in have]
     records = done.to_dict('records')
-    workers = workers or os.cpu_count()
     boxes = lesion_box_sources(df, images, images if masks is None else masks) if proc.lesion_margin is not None else {}
     if todo:
         jobs = [(proc, s, cache/cache_name(s), boxes.get(s)) for s in todo]
-        with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-            results = pool.map(_call_job, jobs, chunksize=8) if pool else map(_call_job, jobs)
-            for i, rec in enumerate(with_progress(results, total=len(jobs))):
-                records.append(rec)
-                if (i + 1) % chunk == 0: write_csv(pd.DataFrame(records, columns=cols), manifest_path)
-        write_csv(pd.DataFrame(records, columns=cols), manifest_path)
+        with batch_executor(workers, scheduler) as (pool, n):
+            parts, saved = job_parts(jobs, n, chunk), time.time()
+            for i, recs in enumerate(with_progress((pool.map if pool else map)(run_jobs, parts), total=len(parts))):
+                records += recs
+                if time.time() - saved > 30 or i == len(parts) - 1:  # a killed run resumes from the last manifest: at most 30 s lost
+                    write_csv(pd.DataFrame(records, columns=cols), manifest_path); saved = time.time()
     m = pd.DataFrame(records, columns=cols).set_index('source_image')
     ok = m.reindex(src)
     good, reasons = ok.image.notna().to_numpy(), ok.reason
@@ -235,10 +258,10 @@ def with_lesion_boxes(df:pd.DataFrame, segmenter=None, images=None, source='tabl
     return segmenter.lesion_boxes(df, images)
 
 # %% ../nbs/03_preprocess.ipynb #a580142c
-def preprocess_inputs(inputs, out_dir, images=None, workers:int|None=None, recursive:bool=False, **settings) -> pd.DataFrame:
+def preprocess_inputs(inputs, out_dir, images=None, workers:int|None=None, recursive:bool=False, scheduler:str|None=None, **settings) -> pd.DataFrame:
     "`preprocess` a table, folder or files `inputs` (missing files skipped) and write the cache's `table.csv` and `skipped.csv`."
     df = read_inputs(inputs, images, skip_missing=True, labels=False, recursive=recursive)
-    out = preprocess(df, out_dir, workers=workers, masks=images, **settings)
+    out = preprocess(df, out_dir, workers=workers, masks=images, scheduler=scheduler, **settings)
     cache = Path(out_dir)/Preprocessor(**settings).name
     write_csv(out, cache/'table.csv')
     out.attrs.update(skipped=df.attrs['skipped'] + out.attrs['skipped'], cache=cache)

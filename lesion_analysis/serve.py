@@ -142,8 +142,9 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
 DISCLAIMER = 'Research tool, not a medical device: this output is not a diagnosis.'
 
 def app_from_env() -> FastAPI:
-    "The app for the model in `$LESION_ANALYSIS_MODEL` (for `uvicorn --factory` and several workers)."
+    "The app for the model in `$LESION_ANALYSIS_MODEL` (for `uvicorn --factory` and several workers, `$LESION_ANALYSIS_WORKERS`, sharing the cores)."
     env = os.environ.get
+    share_cores(int(env('LESION_ANALYSIS_WORKERS', 1)))
     return create_app(os.environ['LESION_ANALYSIS_MODEL'], float(env('LESION_ANALYSIS_MAX_UPLOAD_MB', 20)), segmenter=env('LESION_ANALYSIS_SEGMENTER') or None,
                       precision=env('LESION_ANALYSIS_PRECISION', 'auto'), layout=env('LESION_ANALYSIS_LAYOUT', 'auto'))
 

@@ -4,12 +4,13 @@
 
 # %% ../nbs/08_train.ipynb #46e6c74d
 from __future__ import annotations
-import dataclasses, datetime, hashlib, json, os, time, warnings
+import dataclasses, datetime, hashlib, json, math, os, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, timm
 from torch import nn
 import matplotlib.pyplot as plt
 from fastai.vision.all import Learner, set_seed
+from fastai.torch_core import num_distrib, rank_distrib
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.callback.progress import ProgressCallback
 from .core import *
@@ -19,10 +20,11 @@ from .learner import *
 from .modeldir import *
 
 # %% auto #0
-__all__ = ['TASKS', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'data_summary', 'run_lr_find', 'fit_stages',
-           'fit_recipe', 'precision_check', 'load_init', 'init_weights', 'Tracker', 'run_config', 'data_fingerprint',
-           'run_record', 'record_differences', 'read_run', 'run_recipe', 'open_run', 'claim_run_dir', 'start_run',
-           'default_cache', 'train', 'fold_config', 'train_folds', 'train_file']
+__all__ = ['TASKS', 'LR_SCALING', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'per_process', 'lr_factor',
+           'data_summary', 'run_lr_find', 'fit_stages', 'save_history', 'fit_recipe', 'precision_check', 'load_init',
+           'init_weights', 'Tracker', 'run_config', 'data_fingerprint', 'run_record', 'record_differences', 'read_run',
+           'run_recipe', 'open_run', 'claim_run_dir', 'start_run', 'default_cache', 'check_split', 'loss_weights',
+           'finish_run', 'train', 'fold_config', 'finish_folds', 'train_folds', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -76,6 +78,9 @@ def option(default, help:str, shown=None):
     "A `Recipe` field with its default, its command-line `help`, and how to show the default when it is computed (`shown`)."
     return dataclasses.field(default=default, metadata=dict(help=help, shown=default if shown is None else shown))
 
+# %% ../nbs/08_train.ipynb #db4eee91
+LR_SCALING = {'linear': lambda n: n, 'sqrt': math.sqrt, 'none': lambda n: 1}  # Goyal et al. 2017 (linear); Krizhevsky 2014 (square root)
+
 # %% ../nbs/08_train.ipynb #4e44c3af
 @dataclasses.dataclass
 class Recipe:
@@ -85,7 +90,8 @@ class Recipe:
     pretrained: str = option('auto', 'weights: auto, hub, lite, a file, or none')
     init: str|None = option(None, 'start from this trained model directory instead of pretrained weights: its body, and its head when the classes match')
     size: int = option(160, 'input size (pixels)')
-    bs: int = option(32, 'batch size')
+    bs: int = option(32, 'batch size (the global batch: a run on several processes splits it among them)')
+    lr_scaling: str = option('linear', "how lr_find's suggestion, found on one process's share of the batch, is scaled to the global batch: linear (times the processes), sqrt or none")
     aug: str = option('isic2019', 'augmentation preset (isic2019, fastai, none)')
     oversample: bool = option(False, 'oversample rare classes')
     loss: str|None = option(None, "the task's loss: plain, inverse (frequency) or effective (number of samples) weighted cross-entropy "
@@ -112,10 +118,23 @@ class Recipe:
     def __post_init__(self):
         check_arch(self.arch)
         if self.schedule not in ('one_cycle', 'sgdr'): raise ValueError(f"unknown schedule {self.schedule!r}; choose 'one_cycle' or 'sgdr'")
+        if self.lr_scaling not in LR_SCALING: raise ValueError(f"unknown lr_scaling {self.lr_scaling!r}; choose from {list(LR_SCALING)}")
         if self.size < 32: raise ValueError(f"size {self.size} is too small (at least 32 px)")
         if self.lesion_margin is not None and self.lesion_margin < 0: raise ValueError(f"lesion_margin must be >= 0, not {self.lesion_margin}")
         if not 0 <= self.meta_dropout < 1: raise ValueError(f"meta_dropout must be in [0, 1), not {self.meta_dropout}")
         task_for(self.task).check_recipe(self)
+
+# %% ../nbs/08_train.ipynb #d1aff5ec
+def per_process(r:Recipe, processes:int=1) -> Recipe:
+    "`r` as one of `processes` data-parallel processes runs it: with its share of the global batch `r.bs`."
+    if processes == 1: return r
+    if r.bs % processes: raise ValueError(f"a batch of {r.bs} does not split evenly among {processes} processes: make the batch size (bs) a multiple of {processes}")
+    return dataclasses.replace(r, bs=r.bs // processes)
+
+# %% ../nbs/08_train.ipynb #9ddb4d72
+def lr_factor(r:Recipe, processes:int=1) -> float:
+    "The factor `r.lr_scaling` applies to lr_find's suggestion (found on one process's share of the batch) for the global batch of `processes`."
+    return float(LR_SCALING[r.lr_scaling](processes))
 
 # %% ../nbs/08_train.ipynb #f8f5edb8
 def data_summary(df:pd.DataFrame) -> dict:
@@ -147,16 +166,22 @@ def fit_stages(learn:Learner, r:Recipe, lr:float, cbs:list, monitor:str, ckpt:di
     else: learn.fit_one_cycle(r.epochs, lrs, cbs=cbs2)
 
 # %% ../nbs/08_train.ipynb #13a1d8f0
-def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_score', precision:str='auto', layout:str='auto',
-               ckpt:dict|None=None, cbs:list=()) -> tuple:
-    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages keeping the best epoch by `monitor` (with callbacks `cbs`), checkpointed into `out` after every epoch (resumed from `ckpt`); history into `out`. Return `(lr, best epoch, plan)`."
-    plan = learn.to_precision(precision, layout)
-    lr = ckpt['lr'] if ckpt else r.lr or run_lr_find(learn, out)
-    hist, best = History(**plan), KeepBest(monitor)
-    fit_stages(learn, r, lr, [hist, best, Checkpoint(Path(out)/CHECKPOINT, lr=lr), *cbs], monitor, ckpt)
+def save_history(hist:History, out):
+    "`hist` as `out/history.csv` and `out/history.png`; lr_find's empty scratch folder removed."
     epochs, batches = pd.DataFrame(hist.epochs), pd.DataFrame(hist.batches)
     write_csv(epochs, Path(out)/'history.csv'); plot_history(epochs, batches, Path(out)/'history.png')
-    if (models := Path(out)/'models').is_dir() and not any(models.iterdir()): models.rmdir()  # lr_find's scratch folder
+    if (models := Path(out)/'models').is_dir() and not any(models.iterdir()): models.rmdir()
+
+# %% ../nbs/08_train.ipynb #e9b5ab9c
+def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_score', precision:str='auto', layout:str='auto',
+               ckpt:dict|None=None, cbs:list=()) -> tuple:
+    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages keeping the best epoch by `monitor` (with callbacks `cbs`), checkpointed into `out` after every epoch (resumed from `ckpt`); history into `out`. Data-parallel in a process group, where rank 0 alone finds the rate and writes. Return `(lr, best epoch, plan)`."
+    plan = learn.to_precision(precision, layout)
+    lr = ckpt['lr'] if ckpt else r.lr or on_rank0(run_lr_find, learn, out) * lr_factor(r, max(1, num_distrib()))
+    hist, best = History(**plan), KeepBest(monitor)
+    saves = [Checkpoint(Path(out)/CHECKPOINT, lr=lr)] if rank_distrib() == 0 else []
+    with data_parallel(learn): fit_stages(learn, r, lr, [hist, best, *saves, *cbs], monitor, ckpt)
+    on_rank0(save_history, hist, out)
     return lr, best.best_epoch, plan
 
 # %% ../nbs/08_train.ipynb #a1874e50
@@ -191,11 +216,11 @@ class Tracker:
     def finish(self, out:Path, config:dict): pass
 
 # %% ../nbs/08_train.ipynb #807da860
-def run_config(r:Recipe, stats, settings:dict, lr:float, t0:float, **kwargs) -> dict:
-    "The config entries every trained model directory has (`settings`: the preprocessing), plus `kwargs`."
+def run_config(r:Recipe, stats, settings:dict, lr:float, t0:float, processes:int=1, **kwargs) -> dict:
+    "The config entries every trained model directory has (`settings`: the preprocessing; `lr` on `processes`), plus `kwargs`."
     return dict(task=r.task, arch=r.arch, size=r.size, resize='pad', stats=dict(zip(('mean', 'std'), map(list, stats))),
                 preprocess=dict(vars(Preprocessor(**settings))), **kwargs, trained=datetime.datetime.now().isoformat(timespec='seconds'),
-                recipe=dataclasses.asdict(r), lr_find=lr if not r.lr else None, lr=lr, seconds=round(time.time() - t0, 1),
+                recipe=dataclasses.asdict(r), lr_find=lr / lr_factor(r, processes) if not r.lr else None, lr=lr, seconds=round(time.time() - t0, 1),
                 versions=dict(timm=timm.__version__, torch=torch.__version__))
 
 # %% ../nbs/08_train.ipynb #7c9534c7
@@ -257,8 +282,8 @@ def claim_run_dir(out, force:bool=False, resume:bool=False) -> Path:
 
 # %% ../nbs/08_train.ipynb #dcd66b92
 def start_run(df:pd.DataFrame, out, r:Recipe, force:bool=False, resume:bool=False) -> tuple:
-    "Claim `out` (`claim_run_dir`), seed, and split `df` by lesion unless it has `is_valid`; return `(df, out, start time)`."
-    out = claim_run_dir(out, force, resume)
+    "Claim `out` (`claim_run_dir`, on rank 0), seed, and split `df` by lesion unless it has `is_valid`; return `(df, out, start time)`."
+    out = on_rank0(claim_run_dir, out, force, resume)
     t0 = time.time(); set_seed(r.seed, reproducible=True)
     if 'is_valid' not in df: df = split_by_lesion(df, valid_pct=r.valid_pct, seed=r.seed)
     return df, out, t0
@@ -269,37 +294,62 @@ def default_cache() -> Path:
     if env := os.environ.get('LESION_ANALYSIS_CACHE'): return Path(env)
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'lesion_analysis'
 
-# %% ../nbs/08_train.ipynb #6afe7420
-def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-          export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> tuple:
-    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`), or `resume` the run there; logged by `tracker`. Return `(learn, config)`."
-    r = run_recipe(out, recipe, resume)
-    plan = compute_plan(precision, layout, training=True)  # a precision this machine cannot run fails before any work
-    init = load_init(r) if r.init else None  # a trained model to start from, instead of pretrained weights
-    task, skipped = task_for(r.task)(dataclasses.replace(r, pretrained=None) if init else r), list(df.attrs.get('skipped', []))
-    df, out, t0 = start_run(task.trainable(df), out, r, force, resume)
-    record = run_record(r, df, plan)
-    df, settings = task.cached(df, cache or default_cache(), images, segmenter)
-    skipped += df.attrs['skipped']
-    if skipped: write_csv(pd.DataFrame(skipped), out/'skipped.csv')
-    if not df.is_valid.any() or df.is_valid.all(): raise LesionDataError('table', "need images on both sides of the training/validation split")
-    stats = (tuple(init[1]['stats']['mean']), tuple(init[1]['stats']['std'])) if init else arch_stats(r.arch, r.pretrained)
-    dls = task.dls(df, stats)
-    if not len(dls.train): raise LesionDataError('table', f"{(~df.is_valid).sum()} training images make no full batch of {r.bs}: lower the batch size (bs), or add images")
-    learn = task_learner(dls, task.model(dls), r.arch, task.r.pretrained, path=out, **task.learner_kwargs(dls))
-    if init: started = dict(model=str(r.init), loaded=init_weights(learn.model, *init, dls.vocab, r.init)); learn.freeze()
-    if not show_progress(): learn.remove_cb(ProgressCallback); learn.logger = epoch_logger(learn)  # a log file: a named line per epoch
-    ckpt, tracker = open_run(out, record, resume), tracker or Tracker()  # the run starts (or goes on) once its data and model are ready
-    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout, ckpt, tracker.start(out, record))
-    learn.to_fp32()  # validation predictions in fp32: the reference every precision is compared with
-    res = task.results(learn, dls, df, out)
+# %% ../nbs/08_train.ipynb #b3b85ecc
+def check_split(df:pd.DataFrame, bs:int, processes:int=1):
+    "Raise unless split table `df` has images on both sides, a full batch `bs` of training images, and a validation image for each of `processes`."
+    n_train, n_valid = int((~df.is_valid).sum()), int(df.is_valid.sum())
+    if not n_train or not n_valid: raise LesionDataError('table', "need images on both sides of the training/validation split")
+    among = f" among {processes} processes" if processes > 1 else ''
+    if n_train < bs: raise LesionDataError('table', f"{n_train} training images make no full batch of {bs}{among}: lower the batch size (bs), or add images")
+    if n_valid < processes: raise LesionDataError('table', f"{n_valid} validation images for {processes} processes: use fewer processes, or add images")
+
+# %% ../nbs/08_train.ipynb #610ac258
+def loss_weights(learn:Learner) -> list|None:
+    "The class weights of `learn`'s loss (None: unweighted)."
+    w = getattr(getattr(learn.loss_func, 'func', learn.loss_func), 'weight', None)
+    return None if w is None else [round(float(v), 6) for v in w]
+
+# %% ../nbs/08_train.ipynb #4d4e82c7
+def finish_run(learn:Learner, task:Task, df:pd.DataFrame, out:Path, config:dict, best_epoch:int, tracker:Tracker, export_pickle:bool=False) -> dict:
+    "Evaluate the trained `learn` (the task's results and the precision check), save the model directory `out` with `config` completed, end the run; return the config."
+    res = task.results(learn, learn.dls, df, out)
     res['valid']['best_epoch'] = best_epoch
-    config = run_config(r, stats, settings, lr, t0, model=task.network(), data=dict(data_summary(df), skipped=len(skipped)), compute=plan,
-                        precision_check=precision_check(learn), **res, **({'resumed': {k: ckpt[k] for k in ('stage', 'epoch')}} if ckpt else {}),
-                        **({'init': started} if init else {}))
+    config = {**config, 'precision_check': precision_check(learn), **res}
     save_model_dir(learn, out, config, force=True, export_pickle=export_pickle)  # the run's own folder, checked when it started
     for f in (CHECKPOINT, RUN_FILE): (out/f).unlink(missing_ok=True)
     tracker.finish(out, config)
+    return config
+
+# %% ../nbs/08_train.ipynb #6afe7420
+def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
+          export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> tuple:
+    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`), or `resume` the run there; logged by `tracker`; data-parallel when started on several processes. Return `(learn, config)`."
+    r = run_recipe(out, recipe, resume)
+    plan = compute_plan(precision, layout, training=True)  # a precision this machine cannot run fails before any work
+    processes = join_process_group()
+    init = load_init(r) if r.init else None  # a trained model to start from, instead of pretrained weights
+    pr = per_process(dataclasses.replace(r, pretrained=None) if init else r, processes)
+    task, skipped = task_for(r.task)(pr), list(df.attrs.get('skipped', []))
+    df, out, t0 = start_run(task.trainable(df), out, r, force, resume)
+    record = run_record(r, df, plan)
+    df, settings = on_rank0(task.cached, df, cache or default_cache(), images, segmenter)  # the others wait for rank 0's cache
+    skipped += df.attrs['skipped']
+    if skipped: on_rank0(write_csv, pd.DataFrame(skipped), out/'skipped.csv')
+    check_split(df, r.bs, processes)
+    stats = (tuple(init[1]['stats']['mean']), tuple(init[1]['stats']['std'])) if init else arch_stats(r.arch, r.pretrained)
+    dls = task.dls(df, stats)
+    learn = task_learner(dls, task.model(dls), r.arch, task.r.pretrained, path=out, **task.learner_kwargs(dls))
+    if init: started = dict(model=str(r.init), loaded=init_weights(learn.model, *init, dls.vocab, r.init)); learn.freeze()
+    if not show_progress(): learn.remove_cb(ProgressCallback); learn.logger = epoch_logger(learn)  # a log file: a named line per epoch
+    ckpt, tracker = on_rank0(open_run, out, record, resume), tracker or Tracker()  # the run starts (or goes on) once its data and model are ready
+    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout, ckpt, tracker.start(out, record) if rank_distrib() == 0 else [])
+    ranks = rank_agreement(split=record['data']['fingerprint'], class_weights=loss_weights(learn), lr=lr, best_epoch=best_epoch)
+    learn.to_fp32()  # validation predictions in fp32: the reference every precision is compared with
+    extra = dict(resumed={k: ckpt[k] for k in ('stage', 'epoch')} if ckpt else None, init=started if init else None,
+                 distributed=dict(processes=processes, backend=torch.distributed.get_backend(), bs_per_process=pr.bs, lr_factor=lr_factor(r, processes),
+                                  threads_per_process=torch.get_num_threads(), ranks=ranks) if processes > 1 else None)
+    config = on_rank0(finish_run, learn, task, df, out, dict(run_config(r, stats, settings, lr, t0, processes, model=task.network(),
+                      data=dict(data_summary(df), skipped=len(skipped)), compute=plan), **{k: v for k, v in extra.items() if v}), best_epoch, tracker, export_pickle)
     return learn, config
 
 # %% ../nbs/08_train.ipynb #2488957f
@@ -314,29 +364,35 @@ def fold_config(configs:list, folds:list, valid:dict, df:pd.DataFrame, t0:float)
                 precision_check=None if None in checks else min(checks, key=lambda c: (c['passed'], c['top_class_agreement'])),
                 trained=datetime.datetime.now().isoformat(timespec='seconds'), seconds=round(time.time() - t0, 1))
 
+# %% ../nbs/08_train.ipynb #2f0db88c
+def finish_folds(task:type, df:pd.DataFrame, configs:list, folds:list, out:Path, t0:float, tracker:Tracker) -> dict:
+    "Summarise the trained `folds` (their `configs`) as the fold-ensemble model directory `out`, end the run; return its config."
+    config = fold_config(configs, folds, task.fold_results(df, configs, folds, out), df, t0)
+    write_config(out, config)
+    (out/RUN_FILE).unlink(missing_ok=True)
+    tracker.finish(out, config)
+    return config
+
 # %% ../nbs/08_train.ipynb #9ac4121c
 def train_folds(df:pd.DataFrame, out, k:int=5, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
                 precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> dict:
     "Train `recipe` on `k` lesion-grouped folds of `df` into `out`/fold_i, saved as the fold-ensemble model directory `out` (or `resume` it), logged by `tracker`; return its config."
     r = run_recipe(out, recipe, resume)
     plan, task = compute_plan(precision, layout, training=True), task_for(r.task)
-    out, t0 = claim_run_dir(out, force, resume), time.time()
+    out, t0 = on_rank0(claim_run_dir, out, force, resume), time.time()
     df = kfold_by_lesion(task(r).trainable(df).drop(columns='is_valid', errors='ignore'), k, r.seed)
     folds, configs = [out/f'fold_{i}' for i in range(k)], []
     if not resume:
         for d in folds: check_model_dir_free(d, force)
     record, tracker = dict(run_record(r, df, plan), folds=k), tracker or Tracker()
-    open_run(out, record, resume); tracker.start(out, record)
+    on_rank0(open_run, out, record, resume)
+    if rank_distrib() == 0: tracker.start(out, record)
     for i, d in enumerate(folds):
         if not (resume and (d/'config.json').is_file()):  # a resumed ensemble keeps its finished folds
             train(df.assign(is_valid=df.fold == i), d, r, images, cache, force=True, segmenter=segmenter, precision=precision, layout=layout,
                   resume=unfinished_run(d), tracker=tracker)
         configs.append(read_config(d))
-    config = fold_config(configs, folds, task.fold_results(df, configs, folds, out), df, t0)
-    write_config(out, config)
-    (out/RUN_FILE).unlink(missing_ok=True)
-    tracker.finish(out, config)
-    return config
+    return on_rank0(finish_folds, task, df, configs, folds, out, t0, tracker)
 
 # %% ../nbs/08_train.ipynb #fb770425
 def train_file(table, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None, skip_missing:bool=False,
