@@ -4,8 +4,9 @@
 
 # %% ../nbs/04_data.ipynb #118ad93d
 from __future__ import annotations
+import os
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, ColSplitter, Resize, ResizeMethod, PadMode,
                                Normalize, aug_transforms, RandomErasing, imagenet_stats)
 import fastai.callback.data  # registers DataBlock.weighted_dataloaders
@@ -13,7 +14,7 @@ from .core import *
 from .datasets import split_by_lesion
 
 # %% auto #0
-__all__ = ['AUG_PRESETS', 'aug_preset', 'table_vocab', 'oversample_weights', 'lesion_dls']
+__all__ = ['AUG_PRESETS', 'aug_preset', 'table_vocab', 'oversample_weights', 'loader_settings', 'lesion_dls']
 
 # %% ../nbs/04_data.ipynb #779be610
 AUG_PRESETS = {
@@ -38,6 +39,14 @@ def oversample_weights(labels:pd.Series) -> np.ndarray:
     "Per-image sampling weights that make every class equally likely."
     return (1.0 / labels.map(labels.value_counts())).to_numpy(dtype=float)
 
+# %% ../nbs/04_data.ipynb #2860fa1e
+def loader_settings(device=None) -> dict:
+    "DataLoader worker processes and pinned memory for batches on `device` (default: a GPU if there is one, else the CPU)."
+    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if dev.type != 'cuda': return dict(num_workers=0, pin_memory=False)
+    share = available_cores() // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
+    return dict(num_workers=max(0, share - 1), pin_memory=True)
+
 # %% ../nbs/04_data.ipynb #e9b687b9
 def _with_paths(df:pd.DataFrame, images) -> pd.DataFrame:
     "Table with `image` made absolute against `images`."
@@ -45,7 +54,7 @@ def _with_paths(df:pd.DataFrame, images) -> pd.DataFrame:
 
 # %% ../nbs/04_data.ipynb #33aa7351
 def lesion_dls(df:pd.DataFrame, images=None, size:int=224, bs:int=32, aug:str='isic2019', oversample:bool=False,
-               stats=imagenet_stats, valid_pct:float=0.15, seed:int=42, num_workers:int=0, inputs=(), **kwargs):
+               stats=imagenet_stats, valid_pct:float=0.15, seed:int=42, num_workers:int|None=None, inputs=(), **kwargs):
     "fastai DataLoaders over lesion table `df` (see above for the options)."
     df = _with_paths(df.dropna(subset=['label']), images)
     if 'is_valid' not in df: df = split_by_lesion(df, valid_pct=valid_pct, seed=seed)
@@ -58,6 +67,6 @@ def lesion_dls(df:pd.DataFrame, images=None, size:int=224, bs:int=32, aug:str='i
                        get_x=[g for _, g in xs], get_y=ColReader('label'), splitter=ColSplitter('is_valid'),
                        item_tfms=Resize(size, method=ResizeMethod.Pad, pad_mode=PadMode.Zeros),
                        batch_tfms=[*aug_preset(aug), Normalize.from_stats(*stats)])
-    common = dict(bs=bs, num_workers=num_workers, **kwargs)
+    common = {**loader_settings(), **({} if num_workers is None else dict(num_workers=num_workers)), 'bs': bs, **kwargs}
     if oversample: return dblock.weighted_dataloaders(df, wgts=oversample_weights(df.label), **common)
     return dblock.dataloaders(df, **common)

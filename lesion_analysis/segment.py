@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .core import *
 from . import datasets as ds
 from .preprocess import Preprocessor, cache_name
-from .data import aug_preset
+from .data import aug_preset, loader_settings
 from .metrics import jaccard_per_image, dice_per_image, seg_metrics
 from .learner import timm_backbone, body_thirds_splitter
 from .modeldir import ImageModel, register_model
@@ -80,12 +80,12 @@ def cache_pairs(df:pd.DataFrame, out_dir, size:int=256, images=None, **kwargs) -
 SEG_CODES = ['background', 'lesion']
 MASK_LOSSES = ('dice_ce', 'ce', 'focal', 'dice_focal')  # the first is the default
 
-def seg_dls(df:pd.DataFrame, size:int=256, bs:int=16, aug:str='isic2019', stats=((0.5,) * 3, (0.5,) * 3), num_workers:int=0, **kwargs):
+def seg_dls(df:pd.DataFrame, size:int=256, bs:int=16, aug:str='isic2019', stats=((0.5,) * 3, (0.5,) * 3), num_workers:int|None=None, **kwargs):
     "fastai DataLoaders over a cached pair table (`image`, `mask`, `is_valid`)."
     dblock = DataBlock(blocks=(ImageBlock, MaskBlock(SEG_CODES)), get_x=ColReader('image'), get_y=ColReader('mask'),
                        splitter=ColSplitter('is_valid'), item_tfms=Resize(size, method=ResizeMethod.Pad, pad_mode=PadMode.Zeros),
                        batch_tfms=[*aug_preset(aug), Normalize.from_stats(*stats)])
-    return dblock.dataloaders(df.reset_index(drop=True), bs=bs, num_workers=num_workers, **kwargs)
+    return dblock.dataloaders(df.reset_index(drop=True), **{**loader_settings(), **({} if num_workers is None else dict(num_workers=num_workers)), 'bs': bs, **kwargs})
 
 # %% ../nbs/11_segment.ipynb #2fcccc82
 class MaskLoss:
