@@ -1,4 +1,5 @@
-"""Preprocessing speed: crop + resize to 224 of every shared lesion image, on all cores and in one process, then a cached rerun.
+"""Preprocessing speed: crop + resize to 224 of every shared lesion image, in one process and on the default process pool of all
+cores (its server process started in the timing, as a first call of a session pays it), then a cached rerun.
 
     python bench/preprocess.py [--size 224] [--repeats 1]
 """
@@ -15,8 +16,8 @@ def main():
     work = Path(tempfile.mkdtemp(prefix='bench_pre_'))
     try:
         _, single = timed(preprocess, df, work/'single', size=a.size, workers=1)
-        out, parallel = timed(preprocess, df, work/'parallel', size=a.size, workers=os.cpu_count())
-        _, cached = timed(preprocess, df, work/'parallel', size=a.size, workers=os.cpu_count())
+        out, parallel = timed(preprocess, df, work/'parallel', size=a.size)  # workers=None: the process pool of all cores
+        _, cached = timed(preprocess, df, work/'parallel', size=a.size)
     finally: shutil.rmtree(work)
     n = len(df)
     report('preprocess', dict(images=n, size=a.size, workers=os.cpu_count(), done=len(out), skipped=len(out.attrs['skipped']),

@@ -19,3 +19,13 @@ def cli(*args, cwd=None, timeout=600):
     assert exe, "the lesion-analysis console script is not installed (pip install -e .)"
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+
+def synthetic(tmp_path_factory, n_per_class:int=5, seed:int=3) -> Path:
+    "A fresh folder of tiny synthetic images (40 px, 2 per lesion) with their labels.csv."
+    from lesion_analysis.synthetic import make_synthetic
+    d = tmp_path_factory.mktemp('syn'); make_synthetic(d, n_per_class=n_per_class, size=40, seed=seed)
+    return d
+
+def train_command(syn:Path, out, recipe:list, *extra) -> list:
+    "The arguments of `lesion-analysis train` on the synthetic images in `syn` into `out` with `recipe`, cached beside them."
+    return ['train', syn/'labels.csv', '--images', syn/'images', '--out', out, '--cache', syn/'cache', *recipe, *extra]

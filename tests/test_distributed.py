@@ -6,22 +6,19 @@ import json
 import numpy as np, pandas as pd, pytest, torch
 from fastai.vision.all import Learner
 from sklearn.metrics import balanced_accuracy_score
-from conftest import cli
+from conftest import cli, synthetic, train_command
 from lesion_analysis.core import available_cores
 from lesion_analysis.datasets import read_inputs
 from lesion_analysis.preprocess import preprocess
 from lesion_analysis.data import lesion_dls
 from lesion_analysis.modeldir import load_model_dir
-from lesion_analysis.synthetic import make_synthetic
 
 TINY = ['--size', '40', '--bs', '16', '--freeze-epochs', '1', '--epochs', '2', '--loss', 'inverse']
 
 @pytest.fixture(scope='module')
-def syn(tmp_path_factory):
-    d = tmp_path_factory.mktemp('syn'); make_synthetic(d, n_per_class=8, size=40, seed=3)
-    return d
+def syn(tmp_path_factory): return synthetic(tmp_path_factory, n_per_class=8)
 
-def train_args(syn, out, *extra): return ['train', syn/'labels.csv', '--images', syn/'images', '--out', out, '--cache', syn/'cache', *TINY, *extra]
+def train_args(syn, out, *extra): return train_command(syn, out, TINY, *extra)
 
 @pytest.fixture(scope='module')
 def runs(syn):

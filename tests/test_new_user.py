@@ -44,18 +44,19 @@ def test_exif_orientation_is_honoured_by_predict_and_the_service(data, tmp_path)
                for f in (tmp_path/'upright.png', tmp_path/'sideways.png')]
     assert answers[0] == pytest.approx(answers[1], abs=1e-5)
 
-# 2. a stale <out>.partial
-def test_a_partial_file_of_another_job_is_not_reused(data, tmp_path):
+# 2. a stale <out>.parts folder
+def test_partitions_of_another_job_are_not_reused(data, tmp_path):
+    from lesion_analysis.infer import open_parts, write_part
     imgs = images(data)
     out = tmp_path/'p.csv'
     fake = pd.DataFrame({'image': [str(p) for p in imgs[:3]], **{c: 1. / 9 for c in CLASSES}})
-    fake.to_csv(f'{out}.partial', index=False)                 # left by an interrupted run of some other model
+    write_part(open_parts(out, 'another job'), 0, (fake, [], []))   # left by an interrupted run of some other model
     r = cli('predict', data/'model', *imgs, '--out', out)
     assert r.returncode == 0, r.stderr
     assert 'another prediction run' in r.stderr and 'starting afresh' in r.stderr
     assert cli('predict', data/'model', *imgs, '--out', tmp_path/'fresh.csv').returncode == 0
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(tmp_path/'fresh.csv'))
-    assert not Path(f'{out}.partial').exists()
+    assert not Path(f'{out}.parts').exists()
 
 # 3. a folder with a sub-folder; a label column prediction does not need
 def test_predict_reads_a_folder_as_its_images(data, tmp_path):

@@ -5,8 +5,7 @@ import json, os, random, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest, torch
 from safetensors.torch import load_file
-from conftest import cli
-from lesion_analysis.synthetic import make_synthetic
+from conftest import cli, synthetic, train_command
 
 # Runs `lesion-analysis ARGS` with a hook that SIGKILLs the process at POINT: nothing is cleaned up, as with kill -9.
 DRIVER = r'''
@@ -47,11 +46,9 @@ main(args)
 RECIPE = ['--size', '40', '--bs', '16', '--freeze-epochs', '2', '--epochs', '3']  # no --lr: lr_find runs
 
 @pytest.fixture(scope='module')
-def syn(tmp_path_factory):
-    d = tmp_path_factory.mktemp('syn'); make_synthetic(d, n_per_class=5, size=40, seed=3)
-    return d
+def syn(tmp_path_factory): return synthetic(tmp_path_factory, n_per_class=5)
 
-def train_args(syn, out, *extra): return ['train', syn/'labels.csv', '--images', syn/'images', '--out', out, '--cache', syn/'cache', *RECIPE, *extra]
+def train_args(syn, out, *extra): return train_command(syn, out, RECIPE, *extra)
 
 @pytest.fixture(scope='module')
 def whole(syn):

@@ -3,20 +3,17 @@ TensorBoard's event reader: a fold ensemble as a run with its folds nested, a ki
 import os
 import pandas as pd, pytest
 from mlflow import MlflowClient
-from conftest import cli
+from conftest import cli, synthetic, train_command
 from test_resume import killed_at
-from lesion_analysis.synthetic import make_synthetic
 
 os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')  # MLflow 3 opens its file store (the tracker's default) only when asked
 
 TINY = ['--size', '40', '--bs', '16', '--freeze-epochs', '1', '--epochs', '2', '--lr', '1e-3']
 
 @pytest.fixture(scope='module')
-def syn(tmp_path_factory):
-    d = tmp_path_factory.mktemp('syn'); make_synthetic(d, n_per_class=6, size=40, seed=3)
-    return d
+def syn(tmp_path_factory): return synthetic(tmp_path_factory, n_per_class=6)
 
-def train_args(syn, out, *extra): return ['train', syn/'labels.csv', '--images', syn/'images', '--out', out, '--cache', syn/'cache', *TINY, *extra]
+def train_args(syn, out, *extra): return train_command(syn, out, TINY, *extra)
 
 def runs(uri):
     c = MlflowClient(uri)
