@@ -270,7 +270,7 @@ def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none'
 # %% ../nbs/12_infer.ipynb #9c81d1ae
 def finish_predictions(clf:Classifier, parts:list, out=None, skipped:list=(), unk:dict|None=None, isic:bool=False) -> pd.DataFrame:
     "The prediction table of the partitions' `(rows, skipped, problems)` in order, with the UNK column of rule `unk`; written to `out` (and its reports), the parts folder removed."
-    res = pd.concat([p[0] for p in parts], ignore_index=True)[['image', *clf.classes]]
+    res = pd.concat([pd.DataFrame(columns=['image', *clf.classes]), *(p[0] for p in parts)], ignore_index=True)[['image', *clf.classes]]
     res[clf.classes] = res[clf.classes].astype(float)
     if unk is not None and 'UNK' not in clf.classes:
         probs, res['UNK'], res['unk_flag'] = unk_column(res[clf.classes], unk)
@@ -280,7 +280,9 @@ def finish_predictions(clf:Classifier, parts:list, out=None, skipped:list=(), un
     if out:
         skipped_csv = Path(out).with_name(Path(out).stem + '_skipped.csv')
         if skipped: write_csv(pd.DataFrame(skipped, columns=['image', 'reason']), skipped_csv)
-        if res.empty: raise LesionDataError(out, f"nothing predicted: all {len(skipped)} input(s) were skipped (reasons in {skipped_csv})")
+        if res.empty:
+            shutil.rmtree(Path(f'{out}.parts'), ignore_errors=True)
+            raise LesionDataError(out, f"nothing predicted: all {len(skipped)} input(s) were skipped (reasons in {skipped_csv})")
         write_csv(to_isic(res) if isic else res, out)
         if problems: write_csv(pd.DataFrame(problems), Path(out).with_name(Path(out).stem + '_metadata_problems.csv'))
         shutil.rmtree(Path(f'{out}.parts'), ignore_errors=True)
