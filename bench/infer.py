@@ -12,7 +12,8 @@ import numpy as np, pandas as pd, torch
 from sklearn.metrics import balanced_accuracy_score
 from common import lesions, report, RESULTS
 from lesion_analysis.datasets import read_table
-from lesion_analysis.infer import Classifier, predict, rescale_priors, ensemble, ood_auroc, fit_unk_threshold, unk_score
+from lesion_analysis.infer import Classifier, predict, rescale_priors, ensemble, ood_auroc, model_unk_rule
+from lesion_analysis.evaluation import table_outputs
 from lesion_analysis.metrics import macro_auc
 
 def scores(probs, labels, classes) -> dict:
@@ -42,13 +43,12 @@ def main():
     d = lesions(); les = read_table(d/'labels.csv', images=d/'images')
     unk_imgs = les[les.label == 'UNK']
     clf = clfs[names[0]]
-    p_out = predict(clf, unk_imgs, rescale=False, progress=False)[clf.classes].to_numpy()
-    p_in = preds[names[0]][clf.classes].to_numpy()
-    rule = fit_unk_threshold(pd.read_csv(clf.path/'valid_preds.csv')[clf.classes].to_numpy())
-    fig['unk'] = {m: dict(auroc=round(ood_auroc(p_in, p_out, m), 4),
-                          flagged_unk_images=f"{int((unk_score(p_out, m) > fit_unk_threshold(p_in, m)['threshold']).sum())}/{len(p_out)}")
-                  for m in ('maxprob', 'entropy')}
-    fig['unk']['n_unk_images'] = len(p_out)
+    o_in, o_out = table_outputs(clf, valid.image)[0], table_outputs(clf, unk_imgs.image)[0]
+    fig['unk'] = {}
+    for m in ('maxprob', 'entropy'):
+        s_in, s_out, rule = clf.ood(o_in, m), clf.ood(o_out, m), model_unk_rule(clf, m)
+        fig['unk'][m] = dict(auroc=round(ood_auroc(s_in, s_out), 4), flagged_unk_images=f"{int((s_out > rule['threshold']).sum())}/{len(s_out)}")
+    fig['unk']['n_unk_images'] = len(unk_imgs)
     report('infer', fig)
 
 if __name__ == '__main__': main()

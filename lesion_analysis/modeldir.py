@@ -16,10 +16,11 @@ from .preprocess import Preprocessor, jpeg_roundtrip
 from .learner import compute_plan, autocast_for, memory_format
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'RUN_FILE', 'CHECKPOINT', 'CONFIG_KEYS', 'register_model',
-           'plugin', 'plugin_names', 'model_builder', 'config_task', 'config_network', 'unfinished_run',
-           'check_model_dir_free', 'clear_model_dir', 'write_config', 'save_model_dir', 'build_model', 'check_config',
-           'read_config', 'MeanOfModels', 'fold_members', 'load_model_dir', 'inference_plan', 'ImageModel', 'paste_map']
+__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'RUN_FILE', 'CHECKPOINT', 'CONFIG_KEYS', 'OOD_FILE',
+           'register_model', 'plugin', 'plugin_names', 'model_builder', 'config_task', 'config_network',
+           'unfinished_run', 'check_model_dir_free', 'clear_model_dir', 'write_config', 'save_model_dir', 'build_model',
+           'check_config', 'read_config', 'MeanOfModels', 'fold_members', 'load_model_dir', 'save_ood_stats',
+           'load_ood_stats', 'inference_plan', 'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -162,6 +163,21 @@ def load_model_dir(path, task:str='classification') -> tuple:
     except Exception as e:  # safetensors' own error for a truncated or foreign file, or torch's for weights of another network
         raise LesionDataError(path/'model.safetensors', f"unreadable, or not the weights of this {cfg['arch']} ({str(e)[:300]})") from None
     return model.eval(), cfg
+
+# %% ../nbs/07_modeldir.ipynb #36c647dd
+OOD_FILE = 'ood.safetensors'
+
+def save_ood_stats(out, stats:dict):
+    "Write out-of-distribution statistics `stats` (NumPy arrays) into model directory `out`, atomically."
+    with atomic_write(Path(out)/OOD_FILE) as tmp: save_file({k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in stats.items()}, str(tmp))
+
+# %% ../nbs/07_modeldir.ipynb #a41ffff4
+def load_ood_stats(path) -> dict|None:
+    "The out-of-distribution statistics of model directory `path` as float64 arrays, or None when it has none."
+    f = Path(path)/OOD_FILE
+    if not f.is_file(): return None
+    try: return {k: v.double().numpy() for k, v in load_file(str(f)).items()}
+    except Exception as e: raise LesionDataError(f, f"not readable out-of-distribution statistics ({e})") from None
 
 # %% ../nbs/07_modeldir.ipynb #de260e27
 def inference_plan(config:dict, precision:str='auto', layout:str='auto', device=None) -> dict:

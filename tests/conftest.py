@@ -29,3 +29,13 @@ def synthetic(tmp_path_factory, n_per_class:int=5, seed:int=3) -> Path:
 def train_command(syn:Path, out, recipe:list, *extra) -> list:
     "The arguments of `lesion-analysis train` on the synthetic images in `syn` into `out` with `recipe`, cached beside them."
     return ['train', syn/'labels.csv', '--images', syn/'images', '--out', out, '--cache', syn/'cache', *recipe, *extra]
+
+ARTIFACTS = ROOT/'test_artifacts'  # screenshots and figures a test leaves for a person to look at
+
+def browser_page(p):
+    "A page of headless Debian chromium."
+    chromium = shutil.which('chromium') or '/usr/bin/chromium'
+    if not Path(chromium).exists(): pytest.fail("Debian's chromium is not installed (.ci/run installs it with apt)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser = p.chromium.launch(executable_path=chromium, args=['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+    return browser, browser.new_page(viewport={'width': 1100, 'height': 800})

@@ -235,7 +235,7 @@ def test_demo_finder_and_default_folder(data, tmp_path):
 
 # 16. a model directory holds what the model needs
 def test_model_directory_holds_what_it_needs(data, tmp_path):
-    assert sorted(f.name for f in (data/'model').iterdir()) == ['config.json', 'history.csv', 'history.png', 'model.safetensors', 'valid_preds.csv']
+    assert sorted(f.name for f in (data/'model').iterdir()) == ['config.json', 'history.csv', 'history.png', 'model.safetensors', 'ood.safetensors', 'valid_preds.csv']
     r = cli('train', data/'syn'/'table.csv', '--images', data/'syn'/'images', '--out', tmp_path/'m', '--size', '48', '--epochs', '1',
             '--freeze-epochs', '0', '--lr', '1e-3', '--export-pickle')
     assert r.returncode == 0 and (tmp_path/'m'/'export.pkl').is_file(), r.stderr

@@ -5,13 +5,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import httpx, pytest
 from PIL import Image
-from conftest import ROOT
+from conftest import ROOT, ARTIFACTS, browser_page
 from lesion_analysis.core import CLASSES
 from lesion_analysis.synthetic import make_synthetic
 from lesion_analysis.datasets import read_table
 from lesion_analysis.train import train, Recipe
 
-ARTIFACTS = ROOT/'test_artifacts'
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
@@ -55,14 +54,6 @@ def test_api_answers_and_errors(model, shared):
         r = c.post('/predict', files={'file': f})
         assert r.status_code == status and r.json()['error'], (f[0], r.text)
     assert c.get('/model').json()['classes'] and c.get('/openapi.json').status_code == 200
-
-def browser_page(p):
-    "A page of headless Debian chromium."
-    chromium = shutil.which('chromium') or '/usr/bin/chromium'
-    if not Path(chromium).exists(): pytest.fail("Debian's chromium is not installed (.ci/run installs it with apt)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    browser = p.chromium.launch(executable_path=chromium, args=['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'])
-    return browser, browser.new_page(viewport={'width': 1100, 'height': 800})
 
 def test_browser_upload_shows_probabilities_and_heatmap(server, shared):
     from playwright.sync_api import sync_playwright
