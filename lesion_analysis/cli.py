@@ -8,11 +8,12 @@ import argparse, dataclasses, os, sys, tempfile, warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'OOD_CHOICES', 'QUIET_WARNINGS', 'command', 'index_args', 'run_index', 'preprocess_args', 'run_preprocess',
-           'add_compute_args', 'add_calibration_args', 'add_dask_args', 'add_recipe_args', 'recipe_from', 'train_args',
-           'rank0', 'launch_processes', 'run_train', 'compare_args', 'run_compare', 'predict_args', 'run_predict',
-           'evaluate_args', 'run_evaluate', 'ensemble_args', 'run_ensemble', 'explain_args', 'run_explain',
-           'segment_args', 'run_segment', 'serve_args', 'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
+__all__ = ['COMMANDS', 'OOD_CHOICES', 'SELECTION_CHOICES', 'QUIET_WARNINGS', 'command', 'index_args', 'run_index',
+           'preprocess_args', 'run_preprocess', 'add_compute_args', 'add_calibration_args', 'add_dask_args',
+           'add_recipe_args', 'recipe_from', 'train_args', 'rank0', 'launch_processes', 'run_train', 'compare_args',
+           'run_compare', 'predict_args', 'run_predict', 'evaluate_args', 'run_evaluate', 'ensemble_args',
+           'run_ensemble', 'explain_args', 'run_explain', 'segment_args', 'run_segment', 'serve_args', 'run_serve',
+           'demo_args', 'run_demo', 'parser', 'main']
 
 # %% ../nbs/18_cli.ipynb #6a457ee5
 COMMANDS = {}
@@ -115,6 +116,7 @@ def add_compute_args(p):
 
 # %% ../nbs/18_cli.ipynb #ad489641
 OOD_CHOICES = ('maxprob', 'entropy', 'energy', 'maxlogit', 'mahalanobis')  # metrics.OOD_SCORES, written out: usage errors answer before torch loads
+SELECTION_CHOICES = ('balanced_accuracy', 'macro_auc', 'melanoma_auc', 'melanoma_pauc')  # infer.SELECTION_METRICS, likewise
 
 def add_calibration_args(p):
     "`--uncalibrated`: the model's probabilities without its temperature."
@@ -288,23 +290,26 @@ def evaluate_args(p):
     return run_evaluate
 
 # %% ../nbs/18_cli.ipynb #f1e4257d
-def _named_inputs(s:str) -> tuple:
-    "`(name, path)` of a NAME=PATH option value."
+def _shift_images(s:str) -> tuple:
+    "`(name, image paths)` of an --ood NAME=INPUTS value (a table or a folder)."
+    from lesion_analysis import datasets as ds
+    from lesion_analysis.core import LesionDataError
     name, sep, path = s.partition('=')
-    if not sep or not name or not path: raise ValueError(f"{s!r}: give NAME=INPUTS, e.g. smartphone=padufes/metadata.csv")
-    return name, Path(path)
+    if not sep or not name or not path: raise ValueError(f"{s!r}: give NAME=INPUTS, e.g. smartphone=padufes/images")
+    images = ds.read_inputs(Path(path), labels=False, skip_missing=True).image.tolist()
+    if not images: raise LesionDataError(path, f"no image found for --ood {name}")
+    return name, images
 
 # %% ../nbs/18_cli.ipynb #c7a879c7
 def run_evaluate(a):
     from lesion_analysis import datasets as ds
     from lesion_analysis.evaluation import evaluation_report
     from lesion_analysis.infer import Classifier
-    shifts = dict(_named_inputs(s) for s in a.ood)
-    if shifts and not a.model: raise ValueError("--ood needs the --model that made the predictions")
+    if a.ood and not a.model: raise ValueError("--ood needs the --model that made the predictions")
+    shifts = dict(_shift_images(s) for s in a.ood)
     model = Classifier(a.model, precision=a.precision, layout=a.layout, calibrated=not a.uncalibrated) if a.model else None
     meta = ds.read_table(a.meta or a.truth, images=a.images if a.model else None, label_col=None, skip_missing=True)
-    s = evaluation_report(a.truth, a.preds, a.out, meta, model, shifts={n: ds.read_inputs(p, labels=False, skip_missing=True).image.tolist() for n, p in shifts.items()},
-                          n_boot=a.bootstrap)
+    s = evaluation_report(a.truth, a.preds, a.out, meta, model, shifts=shifts, n_boot=a.bootstrap)
     print((a.out/'metrics.md').read_text())
     print(f"report: {a.out/'report.html'}" + ''.join(f"\nnote: {n}" for n in s['notes']))
     return s
@@ -317,8 +322,12 @@ def ensemble_args(p):
     p.add_argument('--method', choices=['mean', 'sum', 'weighted'], default='mean',
                    help='mean (2019 paper), sum (Skin-10 paper; written divided by the number of members to stay in [0, 1]), weighted mean')
     p.add_argument('--weights', type=float, nargs='+', help='one weight per member, for --method weighted')
-    p.add_argument('--select', type=Path, help='truth CSV: choose members by greedy forward selection (with replacement) on it, '
-                   'and average the chosen list')
+    p.add_argument('--select', type=Path, help='truth CSV: choose members on it (--search) and average the chosen ones; the choice is '
+                   'saved beside --out, with the images it was made on (figures on those images are optimistic)')
+    p.add_argument('--search', choices=['greedy', 'exhaustive'], default='greedy', help='greedy forward selection with replacement (default), '
+                   'or every subset of up to --max-size members')
+    p.add_argument('--max-size', type=int, metavar='N', help='largest number of members chosen (default: 10 greedy, 4 exhaustive)')
+    p.add_argument('--metric', choices=SELECTION_CHOICES, default='balanced_accuracy', help='what the selection maximises (default: balanced_accuracy)')
     p.add_argument('--input', dest='inputs', type=Path, nargs='+', help='images to predict with the model-directory members')
     p.add_argument('--images', type=Path, help='folder the image column of --input is relative to')
     p.add_argument('--tta', choices=['none', 'fastai', 'paper', 'flips'], default='none')
@@ -330,8 +339,13 @@ def ensemble_args(p):
 # %% ../nbs/18_cli.ipynb #49bd6d1d
 def run_ensemble(a):
     from lesion_analysis.infer import ensemble_members
-    res = ensemble_members(a.members, a.out, a.inputs, a.images, a.method, a.weights, a.select, a.tta, a.priors, a.bs, a.precision)
-    if a.select: print(f"greedy selection: {res.attrs['chosen']} (balanced accuracy {res.attrs['score']:.4f} on {a.select}); combined as the mean over that list")
+    res = ensemble_members(a.members, a.out, a.inputs, a.images, a.method, a.weights, a.select, a.tta, a.priors, a.bs, a.precision, a.search,
+                           a.max_size, a.metric)
+    if s := res.attrs['selection']:
+        on = s['chosen_on']
+        print(f"{s['search']} selection: {s['chosen']} ({s['metric']} {s['score']:.4f}), chosen on the {on['images']} images of {on['truth']}"
+              + (f"; {on['also_combined']} of the {len(res)} combined images are among them: figures on those are optimistic" if on['also_combined'] else '')
+              + f"; saved in {a.out.with_name(a.out.stem + '_selection.json')}")
     print(f"{len(res.attrs['members'])} members combined by {res.attrs['method']} into {a.out} ({len(res)} images)")
     return res
 

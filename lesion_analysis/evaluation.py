@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_evaluation.ipynb #dd8cd5d3
 from __future__ import annotations
-import base64, html, io, json, warnings
+import base64, functools, html, io, json, warnings
 from pathlib import Path
 import cv2, numpy as np, pandas as pd
 import matplotlib.pyplot as plt
@@ -45,27 +45,31 @@ def subgroup_columns(meta:pd.DataFrame) -> tuple:
 # %% ../nbs/13_evaluation.ipynb #641df5c8
 MIN_GROUP_IMAGES = 30
 
-def _figures(y, probs, lesions, n_boot:int, seed:int, interval:bool) -> dict:
-    "Balanced accuracy and macro AUC of class indices `y`, with their lesion-bootstrap intervals when `interval`."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # a group without some predicted class: scikit-learn warns, the figure is defined
-        row = dict(balanced_accuracy=balanced_accuracy(probs, y), macro_auc=macro_auc(probs, y))
-        for k, fn in (('balanced_accuracy', lambda t, p: balanced_accuracy(p, t)), ('macro_auc', lambda t, p: macro_auc(p, t))):
-            lo, hi = grouped_bootstrap(fn, y, probs, lesions, n_boot, seed) if interval and not np.isnan(row[k]) else (np.nan, np.nan)
-            row.update({f'{k}_low': lo, f'{k}_high': hi})
-    return row
+def _recall(t, q, k:int) -> float:
+    "Recall of class index `k`: the fraction of its images (truth `t`) whose argmax of `q` is `k` (NaN without one)."
+    m = t == k
+    return float((q[m].argmax(1) == k).mean()) if m.any() else float('nan')
+
+def _with_interval(name:str, fn, y, p, lesions, n_boot:int, seed:int, interval:bool) -> dict:
+    "`fn(y, p)` as `name`, with its lesion-bootstrap 95% interval as `name_low` and `name_high` when `interval`."
+    v = fn(y, p)
+    lo, hi = grouped_bootstrap(fn, y, p, lesions, n_boot, seed) if interval and not np.isnan(v) else (np.nan, np.nan)
+    return {name: v, f'{name}_low': lo, f'{name}_high': hi}
 
 # %% ../nbs/13_evaluation.ipynb #643fd327
 def group_figures(labels, probs:pd.DataFrame, lesions=None, n_boot:int=1000, seed:int=0, min_images:int=MIN_GROUP_IMAGES) -> dict:
-    "Images, lesions, balanced accuracy and macro AUC (with lesion-bootstrap 95% intervals) and per-class recall of one group."
+    "Images, lesions, balanced accuracy, macro AUC and the recall of each class present, each with its lesion-bootstrap 95% interval, of one group."
     labels, classes = np.asarray(labels), list(probs.columns)
     y, p = np.array([classes.index(l) for l in labels]), probs.to_numpy(float)
     lesions = np.arange(len(y)) if lesions is None else np.asarray(lesions)
     present = [classes[c] for c in sorted(set(y))]
     too_small = len(y) < min_images or len(present) < 2
-    top = p.argmax(1)
-    return dict(images=len(y), lesions=len(set(lesions)), classes=len(present), too_small=too_small,
-                **_figures(y, p, lesions, n_boot, seed, not too_small), **{f'recall_{c}': float((top[y == classes.index(c)] == classes.index(c)).mean()) for c in present})
+    fns = {'balanced_accuracy': lambda t, q: balanced_accuracy(q, t), 'macro_auc': lambda t, q: macro_auc(q, t),
+           **{f'recall_{c}': functools.partial(_recall, k=classes.index(c)) for c in present}}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # a group without some predicted class: scikit-learn warns, the figure is defined
+        figs = {k: v for n, fn in fns.items() for k, v in _with_interval(n, fn, y, p, lesions, n_boot, seed, not too_small).items()}
+    return dict(images=len(y), lesions=len(set(lesions)), classes=len(present), too_small=too_small, **figs)
 
 # %% ../nbs/13_evaluation.ipynb #5be66e70
 def subgroup_table(labels, probs:pd.DataFrame, meta:pd.DataFrame, lesions=None, n_boot:int=1000, seed:int=0, min_images:int=MIN_GROUP_IMAGES) -> tuple:
@@ -149,7 +153,8 @@ def table_outputs(clf:Classifier, images, bs:int=32) -> tuple:
             try: ok.append((p, clf.prepare(p)))
             except (LesionDataError, ValueError, OSError) as e: skipped.append(dict(image=p, reason=str(e)))
         if ok: outs.append(clf.outputs(clf.to_batch([im for _, im in ok]))); read += [p for p, _ in ok]
-    if not outs: raise LesionDataError(images[0] if len(images) else 'images', "no readable image to compute outputs of")
+    if not outs: raise LesionDataError('images', f"none of the {len(skipped)} image(s) could be read, e.g. {skipped[0]['image']}: {skipped[0]['reason']}"
+                                       if skipped else "no image to compute outputs of")
     return {k: None if outs[0][k] is None else np.concatenate([o[k] for o in outs]) for k in outs[0]}, read, skipped
 
 # %% ../nbs/13_evaluation.ipynb #c76d3da5

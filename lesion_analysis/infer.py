@@ -5,7 +5,7 @@
 # %% ../nbs/12_infer.ipynb #06721138
 from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
-import functools, hashlib, json, shutil, sys
+import functools, hashlib, itertools, json, math, shutil, sys
 from pathlib import Path
 import warnings
 import cv2, numpy as np, pandas as pd, torch, torch.nn.functional as F
@@ -15,7 +15,7 @@ from .core import *
 from .datasets import read_inputs
 from .preprocess import Preprocessor, lesion_box_sources, with_lesion_boxes
 from .data import aug_preset
-from .metrics import read_predictions, read_truth, ood_score, softmax_t, OOD_SCORES
+from .metrics import read_predictions, read_truth, ood_score, softmax_t, OOD_SCORES, macro_auc, binary_auc, partial_auc
 from .learner import dls_stats, capture_features
 from .modeldir import ImageModel, fold_members, load_ood_stats, OOD_FILE
 from .fusion import MetaEncoder
@@ -24,12 +24,12 @@ from distributed import as_completed, get_worker
 from fastcore.xtras import chunked
 
 # %% auto #0
-__all__ = ['TTA', 'BOUNDED_SCORES', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views', 'rescale_default',
-           'rescale_priors', 'Classifier', 'fit_unk_threshold', 'ood_auroc', 'unk_column', 'validation_scores',
-           'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'predict_part', 'open_parts',
-           'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker', 'predict',
-           'finish_predictions', 'to_isic', 'align_predictions', 'ensemble', 'greedy_ensemble', 'predict_models',
-           'ensemble_members']
+__all__ = ['TTA', 'BOUNDED_SCORES', 'SELECTION_METRICS', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views',
+           'rescale_default', 'rescale_priors', 'Classifier', 'fit_unk_threshold', 'ood_auroc', 'unk_column',
+           'validation_scores', 'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'predict_part',
+           'open_parts', 'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker', 'predict',
+           'finish_predictions', 'to_isic', 'align_predictions', 'ensemble', 'selection_score', 'greedy_ensemble',
+           'exhaustive_ensemble', 'predict_models', 'ensemble_members']
 
 # %% ../nbs/12_infer.ipynb #2ea8b408
 def zoom_crop(x:torch.Tensor, zoom:float=1.05, row:float=.5, col:float=.5) -> torch.Tensor:
@@ -358,24 +358,45 @@ def ensemble(preds:list, method:str='mean', weights=None) -> pd.DataFrame:
     return pd.DataFrame(comb, columns=classes).assign(image=ids.to_numpy())[['image', *classes]]
 
 # %% ../nbs/12_infer.ipynb #b761d39b
-def _bacc_of(truth_labels):
-    "Balanced accuracy of a probability array against `truth_labels` (class names)."
-    def score(classes, probs): return balanced_accuracy_score(truth_labels, np.array(classes)[probs.argmax(1)])
-    return score
+SELECTION_METRICS = {
+    'balanced_accuracy': lambda labels, p, classes: balanced_accuracy_score(labels, np.array(classes)[p.argmax(1)]),
+    'macro_auc': lambda labels, p, classes: macro_auc(p, np.array([classes.index(l) for l in labels])),
+    'melanoma_auc': lambda labels, p, classes: binary_auc(labels == 'MEL', p[:, classes.index('MEL')]),
+    'melanoma_pauc': lambda labels, p, classes: partial_auc(labels == 'MEL', p[:, classes.index('MEL')])}
+
+def selection_score(truth_labels, metric:str='balanced_accuracy'):
+    "`score(classes, probs)` of a probability array against class-name `truth_labels` by `metric` (one of `SELECTION_METRICS`)."
+    if metric not in SELECTION_METRICS: raise ValueError(f"unknown selection metric {metric!r}; choose from {list(SELECTION_METRICS)}")
+    fn, labels = SELECTION_METRICS[metric], np.asarray(truth_labels)
+    return lambda classes, probs: fn(labels, np.asarray(probs), list(classes))
 
 # %% ../nbs/12_infer.ipynb #d0e31ad5
-def greedy_ensemble(preds:dict, truth:pd.DataFrame, max_size:int=10) -> tuple:
-    "Forward selection (with replacement) of members of `preds` {name: table} maximising balanced accuracy on `truth`."
+def greedy_ensemble(preds:dict, truth:pd.DataFrame, max_size:int=10, metric:str='balanced_accuracy') -> tuple:
+    "Forward selection (with replacement) of members of `preds` {name: table} maximising `metric` on `truth`: `(chosen list, score)`."
     names = list(preds)
     classes, arrs, ids = align_predictions([preds[n] for n in names])
-    score = _bacc_of(truth.set_index(truth.image.astype(str)).loc[ids, 'label'].to_numpy())
-    chosen, total, best = [], 0, -1.
+    score = selection_score(truth.set_index(truth.image.astype(str)).loc[ids, 'label'].to_numpy(), metric)
+    chosen, total, best = [], 0, -np.inf
     while len(chosen) < max_size:
         trials = [score(classes, (total + a) / (len(chosen) + 1)) for a in arrs]
-        i = int(np.argmax(trials))
+        i = int(np.nanargmax(trials))
         if trials[i] <= best: break
         chosen.append(names[i]); total = total + arrs[i]; best = trials[i]
     return chosen, best
+
+# %% ../nbs/12_infer.ipynb #0517d6ee
+def exhaustive_ensemble(preds:dict, truth:pd.DataFrame, max_size:int=4, metric:str='balanced_accuracy', limit:int=100_000) -> tuple:
+    "The mean of every subset of up to `max_size` members of `preds` {name: table} scored by `metric` on `truth`: `(best subset, its score, all subsets best first)`."
+    names = list(preds)
+    n = sum(math.comb(len(names), k) for k in range(1, min(max_size, len(names)) + 1))
+    if n > limit: raise ValueError(f"{n:,} subsets of up to {max_size} of {len(names)} members: over the limit of {limit:,}; lower the largest size "
+                                   "(--max-size) or choose greedily (--search greedy)")
+    classes, arrs, ids = align_predictions([preds[k] for k in names])
+    score = selection_score(truth.set_index(truth.image.astype(str)).loc[ids, 'label'].to_numpy(), metric)
+    rows = [dict(members=[names[i] for i in s], size=len(s), score=score(classes, np.mean([arrs[i] for i in s], 0)))
+            for k in range(1, min(max_size, len(names)) + 1) for s in itertools.combinations(range(len(names)), k)]
+    table = pd.DataFrame(rows).sort_values(['score', 'size'], ascending=[False, True], kind='stable', na_position='last').reset_index(drop=True)
+    return table.members[0], float(table.score[0]), table
 
 # %% ../nbs/12_infer.ipynb #1ab5a6d2
 PRIOR_CHOICES = {'auto': None, 'rescale': True, 'keep': False}
@@ -393,23 +414,33 @@ def predict_models(models:list, df:pd.DataFrame, out=None, bs:int=32, tta:str='n
 
 # %% ../nbs/12_infer.ipynb #59b0acc0
 def ensemble_members(members:list, out, inputs=None, images=None, method:str='mean', weights=None, select=None,
-                     tta:str='none', priors:str='auto', bs:int=32, precision:str='auto') -> pd.DataFrame:
-    "Combine prediction CSVs and model directories `members` (a fold ensemble: its folds; predicting `inputs`) into ISIC-layout CSV `out`; `select`: a truth CSV to choose members on."
+                     tta:str='none', priors:str='auto', bs:int=32, precision:str='auto', search:str='greedy', max_size:int|None=None,
+                     metric:str='balanced_accuracy') -> pd.DataFrame:
+    "Combine prediction CSVs and model directories `members` (a fold ensemble: its folds; predicting `inputs`) into ISIC-layout CSV `out`; `select`: a truth CSV to choose members on by `search` ('greedy' or 'exhaustive') and `metric`, the choice saved beside `out`."
     members = [f for m in members for f in fold_members(m)]
     models = [m for m in members if m.is_dir()]
     if models and not inputs: raise ValueError("model directories among the members: give the images to predict with --input")
     predicted = dict(zip(models, predict_models(models, read_inputs(inputs, images, skip_missing=True, labels=False), bs=bs, tta=tta, priors=priors,
                                                      precision=precision))) if models else {}
     frames = {str(m): (to_isic(predicted[m]) if m in predicted else read_predictions(m, CLASSES).rename_axis('image').reset_index()) for m in members}
-    chosen = score = None
+    choice = None
     if select is not None:
         t, _ = read_truth(select)
-        chosen, score = greedy_ensemble(frames, pd.DataFrame({'image': t.index, 'label': t.idxmax(axis=1).to_numpy()}))
+        truth = pd.DataFrame({'image': t.index, 'label': t.idxmax(axis=1).to_numpy()})
+        if search not in ('greedy', 'exhaustive'): raise ValueError(f"unknown search {search!r}; choose 'greedy' or 'exhaustive'")
+        if max_size is not None and max_size < 1: raise ValueError(f"--max-size {max_size}: choose at least 1 member")
+        found = greedy_ensemble(frames, truth, max_size or 10, metric) if search == 'greedy' else exhaustive_ensemble(frames, truth, max_size or 4, metric)
+        chosen, score = found[:2]
         frames = {k: frames[k] for k in dict.fromkeys(chosen)}
         method, weights = 'weighted', [chosen.count(k) for k in frames]
+        choice = dict(search=search, metric=metric, chosen=chosen, score=score, chosen_on=dict(truth=str(select), images=len(t)))
     res = ensemble(list(frames.values()), method, weights)
     if method == 'sum': res[res.columns[1:]] /= len(frames)  # written as the mean, to stay in [0, 1]: the same ranking
     res = res.assign(image=[Path(i).stem for i in res.image])
     write_csv(res, out)
-    res.attrs.update(members=list(frames), method=method, chosen=chosen, score=score)
+    if choice:
+        choice['chosen_on']['also_combined'] = int(res.image.isin(t.index).sum())  # images that chose the subset and are in the output: optimistic there
+        with atomic_write(Path(out).with_name(Path(out).stem + '_selection.json')) as tmp: tmp.write_text(json.dumps(choice, indent=2, default=float))
+        if search == 'exhaustive': write_csv(found[2].assign(members=found[2].members.map(' + '.join)), Path(out).with_name(Path(out).stem + '_subsets.csv'))
+    res.attrs.update(members=list(frames), method=method, chosen=choice and choice['chosen'], score=choice and choice['score'], selection=choice)
     return res

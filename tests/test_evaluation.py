@@ -76,13 +76,15 @@ def test_serve_reports_temperature_and_score(run):
     assert raw['temperature'] == 1 and raw['unk']['method'] == 'mahalanobis'
 
 @pytest.mark.parametrize('args,message', [
-    (['--ood', 'nonsense'], "give NAME=INPUTS"),
-    (['--ood', 'x=nowhere/'], None),
+    (['--model', 'MODEL', '--ood', 'nonsense'], "give NAME=INPUTS"),
+    (['--ood', 'x=y'], "--ood needs the --model"),
+    (['--model', 'MODEL', '--images', 'IMAGES', '--ood', 'x=nowhere/'], "nowhere"),
+    (['--model', 'MODEL', '--ood', 'x=IMAGES'], "could be read, e.g. SYN_"),                # image paths relative, no --images
 ])
 def test_evaluate_bad_options(run, tmp_path, args, message):
-    r = cli('evaluate', run/'labels.csv', run/'preds.csv', '--out', tmp_path/'r', *args)
+    r = cli('evaluate', run/'labels.csv', run/'preds.csv', '--out', tmp_path/'r', *[a.replace('MODEL', str(run/'model')).replace('IMAGES', str(run/'images')) for a in args])
     assert r.returncode != 0 and r.stderr.count('\n') <= 2, r.stderr
-    if message: assert message in r.stderr
+    assert message in r.stderr
 
 def test_model_without_validation_predictions_says_so(run, tmp_path):
     bare = tmp_path/'bare'; shutil.copytree(run/'model', bare); (bare/'valid_preds.csv').unlink()

@@ -1,4 +1,5 @@
 "`lesion-analysis predict`, `evaluate` and `ensemble` end to end, with bad inputs."
+import json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from conftest import cli
@@ -47,6 +48,14 @@ def test_evaluate_and_ensemble(model, preds, tmp_path):
     r = cli('ensemble', tmp_path/'a.csv', tmp_path/'b.csv', '--select', syn/'labels.csv', '--out', tmp_path/'e.csv')
     assert r.returncode == 0 and 'greedy selection' in r.stdout
     assert len(pd.read_csv(tmp_path/'e.csv')) == len(pd.read_csv(tmp_path/'a.csv'))
+    r = cli('ensemble', tmp_path/'a.csv', tmp_path/'b.csv', preds, '--select', syn/'labels.csv', '--search', 'exhaustive', '--metric', 'macro_auc',
+            '--out', tmp_path/'x.csv')
+    assert r.returncode == 0 and 'exhaustive selection' in r.stdout and 'optimistic' in r.stdout, r.stderr
+    sel = json.loads((tmp_path/'x_selection.json').read_text())
+    assert sel['metric'] == 'macro_auc' and sel['chosen_on']['images'] == len(pd.read_csv(syn/'labels.csv'))
+    assert len(pd.read_csv(tmp_path/'x_subsets.csv')) == 7                       # 3 members: 3 + 3 + 1 subsets
+    r = cli('ensemble', tmp_path/'a.csv', tmp_path/'b.csv', '--select', syn/'labels.csv', '--search', 'exhaustive', '--max-size', '0', '--out', tmp_path/'y.csv')
+    assert r.returncode != 0 and 'choose at least 1 member' in r.stderr and r.stderr.count('\n') <= 2, r.stderr
 
 @pytest.mark.parametrize('change,message', [
     (lambda p: p.drop(columns='MEL'), "missing class column(s) ['MEL']"),
