@@ -12,14 +12,14 @@ from fastcore.xtras import chunked
 from .core import *
 from . import datasets as ds
 from .metrics import (read_truth, read_predictions, evaluate, balanced_accuracy, macro_auc, binary_auc, grouped_bootstrap,
-                                     calibration_errors, plot_reliability, plot_confusion, plot_roc, confused_pairs, partial_auc, pauc_report,
+                                     calibration_errors, plot_reliability, confused_pairs, partial_auc, pauc_report,
                                      MALIGNANT, OOD_SCORES, softmax_t)
 from .infer import Classifier, model_unk_rule, ood_auroc
 
 # %% auto #0
 __all__ = ['SUBGROUPS', 'AGE_BANDS', 'MIN_GROUP_IMAGES', 'HARMLESS', 'REPORT_STYLE', 'subgroup_columns', 'group_figures',
            'subgroup_table', 'headline_intervals', 'stability', 'flip_rates', 'plot_flips', 'table_outputs',
-           'ood_figures', 'choose_ood_score', 'plot_ood_scores', 'figure_html', 'report_page', 'table_html',
+           'ood_figures', 'choose_ood_score', 'plot_ood_scores', 'png_html', 'figure_html', 'report_page', 'table_html',
            'notes_html', 'calibration_section', 'evaluation_report']
 
 # %% ../nbs/13_evaluation.ipynb #b422da98
@@ -189,10 +189,14 @@ def plot_ood_scores(clf:Classifier, inside:dict, shifts:dict, method:str|None=No
     return fig
 
 # %% ../nbs/13_evaluation.ipynb #13e2fae0
+def png_html(png:bytes, alt:str) -> str:
+    "PNG bytes `png` as an `<img>` with the image inline (a data URI)."
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
 def figure_html(fig, alt:str) -> str:
-    "Matplotlib `fig` as an `<img>` with the PNG inline (a data URI), closed afterwards."
+    "Matplotlib `fig` as an inline `<img>` (`png_html`), closed afterwards."
     buf = io.BytesIO(); fig.tight_layout(); fig.savefig(buf, format='png', dpi=90); plt.close(fig)
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return png_html(buf.getvalue(), alt)
 
 # %% ../nbs/13_evaluation.ipynb #58885ef0
 REPORT_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -252,7 +256,7 @@ def evaluation_report(truth, preds, out, meta:pd.DataFrame|None=None, model:Clas
     cal_html, cal = calibration_section(labels, p, model)
     sections = [('Headline figures (95% lesion-bootstrap intervals)', table_html(head)),
                 ('ISIC metric table', table_html(pd.read_csv(out/'metrics.csv').set_index('class'), 4)),
-                ('Confusion and ROC', figure_html(plot_confusion(truth, preds).figure, 'confusion matrix') + figure_html(plot_roc(truth, preds).figure, 'ROC curves')),
+                ('Confusion and ROC', png_html((out/'confusion.png').read_bytes(), 'confusion matrix') + png_html((out/'roc.png').read_bytes(), 'ROC curves')),  # as `evaluate` drew them
                 ('Calibration (15 bins on the top-class confidence)', cal_html)]
     summary.update(intervals=head.to_dict('index'), calibration=cal)
     if meta is not None:
