@@ -13,7 +13,8 @@ from . import datasets as ds
 from .preprocess import preprocess, with_lesion_boxes
 from .data import lesion_dls
 from .metrics import (balanced_accuracy, macro_auc, default_metrics, evaluate, grouped_bootstrap, fit_temperature, calibration_errors,
-                                     softmax_t, temperature_nll, fit_mahalanobis, ood_score, DEFAULT_OOD_SCORE)
+                                     softmax_t, temperature_nll, fit_mahalanobis, ood_score, DEFAULT_OOD_SCORE,
+                                     binary_auc, positive_classes, positive_name, BINARY_REST)
 from .learner import *
 from .modeldir import register_model, load_model_dir, save_ood_stats, OOD_FILE
 from .train import Task, register_task, Recipe, train
@@ -21,7 +22,7 @@ from .fusion import MetaEncoder, FusionModel, fusion_splitter
 
 # %% auto #0
 __all__ = ['LOSSES', 'class_weights', 'lesion_loss', 'timm_classifier', 'timm_classifier_network', 'lesion_learner',
-           'calibration_entry', 'train_feature_stats', 'Classification']
+           'calibration_entry', 'train_feature_stats', 'out_of_fold', 'Classification', 'binary_labels', 'Binary']
 
 # %% ../nbs/10_classify.ipynb #6d4798f9
 LOSSES = ('plain', 'inverse', 'effective')
@@ -74,6 +75,13 @@ def train_feature_stats(learn:Learner, dls) -> dict:
     "Class means and shared precision (`fit_mahalanobis`) of the pooled features of `dls`' training images, seen without augmentation."
     _, targs, feats = logits_and_features(learn, dls.test_dl(dls.train.items, with_labels=True))
     return fit_mahalanobis(feats.numpy(), targs.numpy(), len(dls.vocab))
+
+# %% ../nbs/10_classify.ipynb #5170ca4f
+def out_of_fold(folds:list, out) -> pd.DataFrame:
+    "The validation predictions of every fold folder in `folds`, with a `fold` column, written as `out/oof_preds.csv`."
+    oof = pd.concat([pd.read_csv(Path(d)/'valid_preds.csv').assign(fold=i) for i, d in enumerate(folds)], ignore_index=True)
+    write_csv(oof, Path(out)/'oof_preds.csv')
+    return oof
 
 # %% ../nbs/10_classify.ipynb #c5d4750b
 @register_task
@@ -141,11 +149,61 @@ class Classification(Task):
     def fold_results(cls, df, configs, folds, out) -> dict:
         "Out-of-fold predictions of every image (`oof_preds.csv`), their ISIC metric table and plots (`oof/`), balanced accuracy with its lesion-bootstrap 95% interval."
         out, classes = Path(out), configs[0]['classes']
-        oof = pd.concat([pd.read_csv(Path(d)/'valid_preds.csv').assign(fold=i) for i, d in enumerate(folds)], ignore_index=True)
-        write_csv(oof, out/'oof_preds.csv')
+        oof = out_of_fold(folds, out)
         evaluate(oof[['image', 'label']], oof[['image']].assign(**{c: oof[c] if c in oof else 0. for c in CLASSES}), out/'oof')
         probs, targs = oof[classes].to_numpy(), oof.label.map(classes.index).to_numpy()
         groups = oof.image.astype(str).map(dict(zip(df.image.astype(str), ds.lesion_groups(df))))
         return dict(balanced_accuracy=balanced_accuracy(probs, targs), macro_auc=macro_auc(probs, targs), n_images=len(oof),
                     balanced_accuracy_ci=grouped_bootstrap(lambda t, p: balanced_accuracy(p, t), targs, probs, groups),
                     best_epoch=[c['valid']['best_epoch'] for c in configs])
+
+# %% ../nbs/10_classify.ipynb #fa302cd6
+def binary_labels(df:pd.DataFrame, positive) -> pd.DataFrame:
+    "`df` labelled with the name of the `positive` classes' group (`positive_name`) or `rest`; the original label kept as `diagnosis_label`."
+    return df.assign(diagnosis_label=df.label, label=np.where(df.label.isin(positive_classes(positive)), positive_name(positive), BINARY_REST))
+
+# %% ../nbs/10_classify.ipynb #74b890c6
+@register_task
+class Binary(Classification):
+    "One class, or a group of classes, against the rest: the classification task on two labels, its best epoch by validation AUC."
+    name, monitor, takes_positive = 'binary', 'macro_auc', True
+
+    @classmethod
+    def check_recipe(cls, r):
+        super().check_recipe(r)
+        r.positive = ','.join(positive_classes(r.positive))
+
+    def trainable(self, df):
+        "The labelled rows, refused unless both sides have images."
+        df, pos = super().trainable(df), self.r.positive.split(',')
+        if missing := [c for c in pos if not (df.label == c).any()]: raise LesionDataError('table', f"no image labelled {', '.join(missing)}: nothing to learn as positive")
+        if df.label.isin(pos).all(): raise LesionDataError('table', f"every image is {' or '.join(pos)}: nothing to learn as the rest")
+        return df
+
+    def cached(self, df, out_dir, images=None, segmenter=None) -> tuple:
+        "The classification cache of `df` (split on its original labels), labelled positive or rest."
+        df, settings = super().cached(df, out_dir, images, segmenter)
+        return binary_labels(df, self.r.positive), settings
+
+    def results(self, learn, dls, df, out) -> dict:
+        "The classification results, with the positive classes and the validation AUC."
+        res = super().results(learn, dls, df, out)
+        res['valid']['auc'] = res['valid']['macro_auc']  # for two classes the same figure
+        return dict(res, positive=self.r.positive.split(','))
+
+    @classmethod
+    def summary(cls, config, out) -> str:
+        v, folds = config['valid'], config.get('folds')
+        ci = " [{:.3f}, {:.3f}]".format(*v['auc_ci']) if 'auc_ci' in v else ''
+        return (f"{config['classes'][0]} vs rest: {'out-of-fold' if folds else 'validation'} AUC {v['auc']:.3f}{ci}, balanced accuracy "
+                f"{v['balanced_accuracy']:.3f} (best epoch {v['best_epoch']}); {f'{len(folds)} fold models, ' if folds else ''}model in {out}")
+
+    @classmethod
+    def fold_results(cls, df, configs, folds, out) -> dict:
+        "Out-of-fold predictions of every image (`oof_preds.csv`), their AUC with its lesion-bootstrap 95% interval, and balanced accuracy."
+        oof, pos = out_of_fold(folds, out), configs[0]['classes'][0]
+        y, s = (oof.label == pos).to_numpy(), oof[pos].to_numpy()
+        groups = oof.image.astype(str).map(dict(zip(df.image.astype(str), ds.lesion_groups(df))))
+        auc = binary_auc(y, s)
+        return dict(auc=auc, macro_auc=auc, auc_ci=grouped_bootstrap(binary_auc, y, s, groups), n_images=len(oof),
+                    balanced_accuracy=balanced_accuracy(np.c_[s, 1 - s], (~y).astype(int)), best_epoch=[c['valid']['best_epoch'] for c in configs])

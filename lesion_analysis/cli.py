@@ -158,7 +158,7 @@ def recipe_from(a, base:dict|None=None):
     return Recipe(**kw)
 
 # %% ../nbs/18_cli.ipynb #b067260e
-@command('train', 'train a classifier (or a segmentation U-Net) and save it as a model directory')
+@command('train', 'train a classifier (multi-class, or binary: --task binary --positive MEL), or a segmentation U-Net, and save it as a model directory')
 def train_args(p):
     p.add_argument('table', type=Path, help='table CSV (image, label or mask[, split_group/lesion_id, is_valid]) or a folder per class')
     p.add_argument('--images', type=Path, help='folder the image column is relative to')
@@ -240,7 +240,9 @@ def run_compare(a):
 def predict_args(p):
     p.add_argument('model', type=Path, help='model directory (from lesion-analysis train)')
     p.add_argument('inputs', type=Path, nargs='+', help='a table CSV (image column), a folder, or image files')
-    p.add_argument('--out', type=Path, required=True, help='CSV to write (ISIC layout)')
+    p.add_argument('--out', type=Path, required=True, help="CSV to write (ISIC layout; a binary model's: image and its positive probability)")
+    p.add_argument('--binary', type=Path, nargs='+', metavar='MODEL', help="binary models (--task binary) to combine with MODEL: each group's "
+                   "probability becomes the mean of the two models', the other classes share the rest")
     p.add_argument('--images', type=Path, help='folder the image column is relative to')
     p.add_argument('--tta', choices=['none', 'fastai', 'paper', 'flips'], default='none', help='test-time augmentation')
     p.add_argument('--priors', choices=['auto', 'rescale', 'keep'], default='auto',
@@ -260,22 +262,24 @@ def predict_args(p):
 # %% ../nbs/18_cli.ipynb #6b40c7e6
 def run_predict(a):
     from lesion_analysis import datasets as ds
-    from lesion_analysis.infer import predict_models, to_isic
+    from lesion_analysis.infer import predict_models, predict_combined, to_isic
     df = ds.read_inputs(a.inputs, a.images, skip_missing=True, labels=False, recursive=a.recursive)
-    res = predict_models([a.model], df, a.out, a.bs, a.tta, a.priors, a.unk, _segmenter(a.segmenter, a), a.precision, a.workers, a.scheduler, a.partition,
-                         not a.uncalibrated)[0]
+    kw = dict(bs=a.bs, tta=a.tta, priors=a.priors, unk=a.unk, segmenter=_segmenter(a.segmenter, a), precision=a.precision, workers=a.workers,
+              scheduler=a.scheduler, partition=a.partition, calibrated=not a.uncalibrated)
+    res = predict_combined(a.model, a.binary, df, a.out, **kw) if a.binary else predict_models([a.model], df, a.out, **kw)[0]
     flagged = f", {int(res.unk_flag.sum())} flagged UNK" if 'unk_flag' in res else ''
     problems = res.attrs.get('metadata_problems', [])
-    print(f"{len(res)} images predicted{flagged}, written to {a.out}; {len(res.attrs['skipped'])} skipped"
+    combined = f" (combined with the binary models of {', '.join(res.attrs['binary'])})" if a.binary else ''
+    print(f"{len(res)} images predicted{flagged}{combined}, written to {a.out}; {len(res.attrs['skipped'])} skipped"
           + (f"; {len(problems)} metadata values treated as missing (listed in {a.out.with_name(a.out.stem + '_metadata_problems.csv')})" if problems else ''))
-    return to_isic(res)
+    return to_isic(res, res.attrs['reported'])
 
 # %% ../nbs/18_cli.ipynb #724cd506
 @command('evaluate', 'score a prediction CSV against the truth: ISIC metric table with intervals, calibration, subgroups, plots, '
                      'confused pairs; with --model also stability and out-of-distribution scores; all in report.html')
 def evaluate_args(p):
     p.add_argument('truth', type=Path, help='truth CSV: ISIC layout, or a table with image and label columns (and metadata)')
-    p.add_argument('preds', type=Path, help='prediction CSV in the ISIC layout')
+    p.add_argument('preds', type=Path, help="prediction CSV in the ISIC layout, or a binary model's (image and its group's column, e.g. MEL)")
     p.add_argument('--out', type=Path, required=True, help='report folder')
     p.add_argument('--meta', type=Path, help='table with the images\' metadata (sex, age, site, dataset, fitzpatrick, lesion_id) for subgroups '
                    'and lesion-bootstrap intervals (default: the truth CSV\'s own columns)')
@@ -285,6 +289,8 @@ def evaluate_args(p):
     p.add_argument('--ood', action='append', default=[], metavar='NAME=INPUTS', help='images the model should flag (a table or a folder), '
                    'e.g. --ood smartphone=padufes/metadata.csv; repeatable')
     p.add_argument('--bootstrap', type=int, default=1000, metavar='N', help='bootstrap resamples of the intervals (default 1000)')
+    p.add_argument('--threshold', type=float, default=0.5, help="binary predictions: the threshold whose sensitivity and specificity are reported "
+                   "(beside those reaching 80, 90 and 95%% sensitivity; default 0.5)")
     add_calibration_args(p)
     add_compute_args(p)
     return run_evaluate
@@ -303,9 +309,15 @@ def _shift_images(s:str) -> tuple:
 # %% ../nbs/18_cli.ipynb #c7a879c7
 def run_evaluate(a):
     from lesion_analysis import datasets as ds
-    from lesion_analysis.evaluation import evaluation_report
+    from lesion_analysis.evaluation import evaluation_report, binary_evaluation
     from lesion_analysis.infer import Classifier
+    from lesion_analysis.metrics import binary_column
     if a.ood and not a.model: raise ValueError("--ood needs the --model that made the predictions")
+    if binary_column(a.preds):
+        if a.model: raise ValueError("--model (stability, out-of-distribution scores) is for multi-class predictions; these are a binary model's")
+        s = binary_evaluation(a.truth, a.preds, a.out, ds.read_table(a.meta or a.truth, label_col=None, skip_missing=True), a.threshold, a.bootstrap)
+        print((a.out/'metrics.md').read_text() + f"report: {a.out/'report.html'}" + ''.join(f"\nnote: {n}" for n in s['notes']))
+        return s
     shifts = dict(_shift_images(s) for s in a.ood)
     model = Classifier(a.model, precision=a.precision, layout=a.layout, calibrated=not a.uncalibrated) if a.model else None
     meta = ds.read_table(a.meta or a.truth, images=a.images if a.model else None, label_col=None, skip_missing=True)
@@ -317,7 +329,8 @@ def run_evaluate(a):
 # %% ../nbs/18_cli.ipynb #0eafe32e
 @command('ensemble', 'combine prediction CSVs or model directories into one prediction CSV')
 def ensemble_args(p):
-    p.add_argument('members', type=Path, nargs='+', help='prediction CSVs (ISIC layout) or model directories')
+    p.add_argument('members', type=Path, nargs='+', help='prediction CSVs (ISIC layout) or model directories; binary models (or their CSVs) '
+                   "are combined with the others' mean (see predict --binary)")
     p.add_argument('--out', type=Path, required=True, help='CSV to write (ISIC layout)')
     p.add_argument('--method', choices=['mean', 'sum', 'weighted'], default='mean',
                    help='mean (2019 paper), sum (Skin-10 paper; written divided by the number of members to stay in [0, 1]), weighted mean')
@@ -428,6 +441,7 @@ def serve_args(p):
     p.add_argument('--upload-timeout', type=float, default=30., help='seconds an upload may stall before it is answered 408')
     p.add_argument('--segmenter', type=Path, help='segmentation model directory, for a model trained on lesion-centred crops')
     p.add_argument('--unk', default='auto', choices=['auto', *OOD_CHOICES], help="out-of-distribution score that flags UNK (default: the model's)")
+    p.add_argument('--binary', type=Path, nargs='+', default=[], metavar='MODEL', help='binary models combined with MODEL (see predict --binary)')
     add_calibration_args(p)
     add_compute_args(p)
     return run_serve
@@ -438,12 +452,14 @@ def run_serve(a):
     from lesion_analysis.serve import create_app
     if a.workers == 1:  # load the model once, here, so a bad model directory fails with a clear message
         return uvicorn.run(create_app(a.model, a.max_upload_mb, unk_method=a.unk, segmenter=a.segmenter, upload_timeout=a.upload_timeout, precision=a.precision,
-                                      layout=a.layout, calibrated=not a.uncalibrated), host=a.host, port=a.port, log_level='info')
-    create_app(a.model, a.max_upload_mb, unk_method=a.unk, segmenter=a.segmenter, precision=a.precision, layout=a.layout, calibrated=not a.uncalibrated)  # several workers load it themselves: check it first
+                                      layout=a.layout, calibrated=not a.uncalibrated, binary=a.binary), host=a.host, port=a.port, log_level='info')
+    create_app(a.model, a.max_upload_mb, unk_method=a.unk, segmenter=a.segmenter, precision=a.precision, layout=a.layout, calibrated=not a.uncalibrated,
+               binary=a.binary)  # several workers load it themselves: check it first
     os.environ.update(LESION_ANALYSIS_MODEL=str(Path(a.model).resolve()), LESION_ANALYSIS_MAX_UPLOAD_MB=str(a.max_upload_mb),
                       LESION_ANALYSIS_SEGMENTER=str(Path(a.segmenter).resolve()) if a.segmenter else '',
                       LESION_ANALYSIS_PRECISION=a.precision, LESION_ANALYSIS_LAYOUT=a.layout, LESION_ANALYSIS_WORKERS=str(a.workers),
-                      LESION_ANALYSIS_UNK=a.unk, LESION_ANALYSIS_CALIBRATED='0' if a.uncalibrated else '1')
+                      LESION_ANALYSIS_UNK=a.unk, LESION_ANALYSIS_CALIBRATED='0' if a.uncalibrated else '1',
+                      LESION_ANALYSIS_BINARY=os.pathsep.join(str(Path(b).resolve()) for b in a.binary))
     uvicorn.run('lesion_analysis.serve:app_from_env', factory=True, host=a.host, port=a.port, workers=a.workers, log_level='info')
 
 # %% ../nbs/18_cli.ipynb #51090f29

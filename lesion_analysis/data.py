@@ -31,8 +31,9 @@ def aug_preset(name:str='isic2019') -> list:
 
 # %% ../nbs/04_data.ipynb #ec074fc4
 def table_vocab(df:pd.DataFrame) -> list:
-    "Classes present in `df`, in the ISIC-2019 order."
-    return [c for c in CLASSES if c in set(df.label)]
+    "Classes present in `df`: the ISIC ones in the ISIC-2019 order, then any other label (a binary task's `rest`) sorted."
+    labels = set(df.label.dropna())
+    return [c for c in CLASSES if c in labels] + sorted(labels - set(CLASSES))
 
 # %% ../nbs/04_data.ipynb #11944f3f
 def oversample_weights(labels:pd.Series) -> np.ndarray:

@@ -5,6 +5,7 @@
 # %% ../nbs/13_evaluation.ipynb #dd8cd5d3
 from __future__ import annotations
 import base64, functools, html, io, json, warnings
+from sklearn import metrics as skm
 from pathlib import Path
 import cv2, numpy as np, pandas as pd
 import matplotlib.pyplot as plt
@@ -13,14 +14,15 @@ from .core import *
 from . import datasets as ds
 from .metrics import (read_truth, read_predictions, evaluate, balanced_accuracy, macro_auc, binary_auc, grouped_bootstrap,
                                      calibration_errors, plot_reliability, confused_pairs, partial_auc, pauc_report,
-                                     MALIGNANT, OOD_SCORES, softmax_t)
+                                     MALIGNANT, OOD_SCORES, softmax_t, binary_column, binary_figures, positive_classes)
 from .infer import Classifier, model_unk_rule, ood_auroc
 
 # %% auto #0
 __all__ = ['SUBGROUPS', 'AGE_BANDS', 'MIN_GROUP_IMAGES', 'HARMLESS', 'REPORT_STYLE', 'subgroup_columns', 'group_figures',
            'subgroup_table', 'headline_intervals', 'stability', 'flip_rates', 'plot_flips', 'table_outputs',
            'ood_figures', 'choose_ood_score', 'plot_ood_scores', 'png_html', 'figure_html', 'report_page', 'table_html',
-           'notes_html', 'calibration_section', 'evaluation_report']
+           'notes_html', 'lesion_ids', 'calibration_section', 'evaluation_report', 'plot_operating_points',
+           'binary_evaluation']
 
 # %% ../nbs/13_evaluation.ipynb #b422da98
 SUBGROUPS = {'source': ('dataset', 'source'), 'sex': ('sex',), 'age': ('age', 'age_approx'),
@@ -224,6 +226,12 @@ def _aligned_meta(meta:pd.DataFrame|None, ids:pd.Index) -> pd.DataFrame|None:
     if missing := [i for i in ids if i not in m.index]: raise LesionDataError('metadata', f"no row for {len(missing)} evaluated image(s), e.g. {missing[:5]}")
     return m.loc[ids].reset_index(drop=True)
 
+# %% ../nbs/13_evaluation.ipynb #a70adc94
+def lesion_ids(meta:pd.DataFrame|None, notes:list) -> np.ndarray|None:
+    "The lesion of each row of aligned `meta` for the bootstrap (None, with a note added to `notes`, when it has no lesion ids)."
+    if meta is not None and meta.filter(items=['lesion_id', 'split_group']).notna().any().any(): return ds.lesion_groups(meta).to_numpy()
+    notes.append("no lesion ids: intervals resample images, which is right only if every lesion has one image")
+
 # %% ../nbs/13_evaluation.ipynb #9dbe9c0b
 def calibration_section(labels, probs:pd.DataFrame, clf:Classifier|None) -> tuple:
     "`(html, figures)` of the calibration of `probs` and, for model `clf`, its temperature's effect on its validation images."
@@ -249,8 +257,7 @@ def evaluation_report(truth, preds, out, meta:pd.DataFrame|None=None, model:Clas
     labels, notes = t.idxmax(axis=1).to_numpy(), list(summary['warnings'])
     meta = _aligned_meta(meta, t.index)
     if model is not None and images is None and meta is not None: images = meta.image.tolist()  # the evaluated images, as the table names them
-    lesions = ds.lesion_groups(meta).to_numpy() if meta is not None and meta.filter(items=['lesion_id', 'split_group']).notna().any().any() else None
-    if lesions is None: notes.append("no lesion ids: intervals resample images, which is right only if every lesion has one image")
+    lesions = lesion_ids(meta, notes)
     p = p[[c for c in p.columns if (t[c] > .5).any() or (p[c] > 0).any()]]  # classes the evaluation has, not the empty ISIC columns
     head = headline_intervals(labels, p, lesions, n_boot, seed)
     cal_html, cal = calibration_section(labels, p, model)
@@ -283,5 +290,39 @@ def evaluation_report(truth, preds, out, meta:pd.DataFrame|None=None, model:Clas
     sections += [('Most-confused pairs', table_html(pairs[['pair', 'a_as_b', 'b_as_a', 'total']], index=False)), ('Notes', notes_html(notes) or '<p>none</p>')]
     with atomic_write(out/'report.html') as tmp: tmp.write_text(report_page(f"Evaluation of {len(t)} images", sections))
     summary['notes'] = notes
+    with atomic_write(out/'summary.json') as tmp: tmp.write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+# %% ../nbs/13_evaluation.ipynb #e961d2d0
+def plot_operating_points(y, s, figures:pd.DataFrame, name:str):
+    "ROC curve of score `s` for binary truth `y`, with the operating points of `binary_figures` table `figures` marked."
+    fpr, tpr, _ = skm.roc_curve(y, s)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, label=f"{name} vs rest (AUC {figures.value['auc']:.3f})"); ax.plot([0, 1], [0, 1], ':', c='grey')
+    for k in figures.index[figures.index.str.startswith('specificity@')]:
+        ax.plot(1 - figures.value[k], figures.value[k.replace('specificity', 'sensitivity')], 'o', label=k.replace('specificity@', 'at '))
+    ax.set(xlabel='1 - specificity', ylabel='sensitivity', title=f'{name} vs rest'); ax.legend(fontsize=8, loc='lower right')
+    return fig
+
+# %% ../nbs/13_evaluation.ipynb #0e496773
+def binary_evaluation(truth, preds, out, meta:pd.DataFrame|None=None, threshold:float=0.5, n_boot:int=1000, seed:int=0) -> dict:
+    "Evaluate a binary model's predictions `preds` (image, group column) against `truth` into folder `out`: `binary.csv`, the ROC with its operating points, `metrics.md`, `report.html`, `summary.json`."
+    out, notes = Path(out), []
+    if (group := binary_column(preds)) is None: raise LesionDataError(preds if isinstance(preds, (str, Path)) else 'predictions', "not a binary model's predictions (an image column and one group column such as MEL)")
+    t, _ = read_truth(truth)
+    s = read_predictions(preds, [group], t.index)[group].to_numpy()
+    y = t[[c for c in positive_classes(group) if c in t]].sum(1).to_numpy() > .5
+    fig_table = binary_figures(y, s, threshold, groups=lesion_ids(_aligned_meta(meta, t.index), notes), n_boot=n_boot, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(fig_table.reset_index(), out/'binary.csv')
+    with atomic_write(out/'metrics.md') as tmp: tmp.write_text(f"{group} vs rest: {int(y.sum())} positive of {len(y)} images\n\n" + fig_table.round(4).to_markdown() + '\n')
+    roc = plot_operating_points(y, s, fig_table, group)
+    roc.savefig(buf := io.BytesIO(), format='png', dpi=90); plt.close(roc)
+    with atomic_write(out/'roc.png') as tmp: tmp.write_bytes(buf.getvalue())
+    sections = [(f'{group} vs rest (95% lesion-bootstrap intervals)', f"<p>{int(y.sum())} positive of {len(y)} images; the thresholds reaching a sensitivity "
+                 "are found on these images: a threshold for use must be chosen on others.</p>" + table_html(fig_table, 4)),
+                ('ROC curve', png_html(buf.getvalue(), 'ROC curve')), ('Notes', notes_html(notes) or '<p>none</p>')]
+    with atomic_write(out/'report.html') as tmp: tmp.write_text(report_page(f"Evaluation of {group} vs rest on {len(y)} images", sections))
+    summary = dict(positive=group, images=len(y), positives=int(y.sum()), threshold=threshold, figures=fig_table.to_dict('index'), notes=notes)
     with atomic_write(out/'summary.json') as tmp: tmp.write_text(json.dumps(summary, indent=2, default=float))
     return summary

@@ -15,9 +15,10 @@ from .core import *
 from .datasets import read_inputs
 from .preprocess import Preprocessor, lesion_box_sources, with_lesion_boxes
 from .data import aug_preset
-from .metrics import read_predictions, read_truth, ood_score, softmax_t, OOD_SCORES, macro_auc, binary_auc, partial_auc
+from .metrics import (read_predictions, read_truth, ood_score, softmax_t, OOD_SCORES, macro_auc, binary_auc, partial_auc,
+                                     binary_column, positive_classes)
 from .learner import dls_stats, capture_features
-from .modeldir import ImageModel, fold_members, load_ood_stats, OOD_FILE
+from .modeldir import ImageModel, fold_members, load_ood_stats, read_config, OOD_FILE
 from .fusion import MetaEncoder
 from .segment import Segmenter
 from distributed import as_completed, get_worker
@@ -28,8 +29,9 @@ __all__ = ['TTA', 'BOUNDED_SCORES', 'SELECTION_METRICS', 'PRIOR_CHOICES', 'zoom_
            'rescale_default', 'rescale_priors', 'Classifier', 'fit_unk_threshold', 'ood_auroc', 'unk_column',
            'validation_scores', 'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'predict_part',
            'open_parts', 'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker', 'predict',
-           'finish_predictions', 'to_isic', 'align_predictions', 'ensemble', 'selection_score', 'greedy_ensemble',
-           'exhaustive_ensemble', 'predict_models', 'ensemble_members']
+           'write_skipped', 'finish_predictions', 'to_isic', 'align_predictions', 'ensemble', 'selection_score',
+           'greedy_ensemble', 'exhaustive_ensemble', 'prior_shift', 'combine_binary', 'with_binary', 'read_member',
+           'predict_models', 'predict_combined', 'ensemble_members']
 
 # %% ../nbs/12_infer.ipynb #2ea8b408
 def zoom_crop(x:torch.Tensor, zoom:float=1.05, row:float=.5, col:float=.5) -> torch.Tensor:
@@ -68,6 +70,7 @@ def rescale_priors(probs, priors, target=None) -> np.ndarray:
 # %% ../nbs/12_infer.ipynb #28643faa
 class Classifier(ImageModel):
     "A classifier's model directory loaded for inference (on `device`, in `precision` and `layout`, as `ImageModel`), its temperature applied when `calibrated`."
+    task = ('classification', 'binary')
     def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto', calibrated:bool=True):
         super().__init__(path, device, model, config, precision, layout)
         self.classes = list(self.config['classes'])
@@ -78,6 +81,12 @@ class Classifier(ImageModel):
         self.asked['calibrated'] = calibrated
         self.ood_stats = load_ood_stats(self.path) if path is not None else None
         self.ood_default = (self.config.get('ood') or {}).get('default', 'maxprob')
+        self.positive = self.config.get('positive')  # a binary model's positive classes (None: a multi-class model)
+
+    @property
+    def reported(self) -> list:
+        "The columns `predict` writes: the 9 ISIC classes, or a binary model's positive group (its probability)."
+        return self.classes[:1] if self.positive else CLASSES
 
     @classmethod
     def from_learner(cls, learn, size:int, crop:bool=True, aug:str='none', arch:str='timm'):
@@ -304,6 +313,13 @@ def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none'
             done[i] = part
     return finish_predictions(clf, [done[i] for i in range(len(parts))], out, list(df.attrs.get('skipped', [])), unk, isic)
 
+# %% ../nbs/12_infer.ipynb #9277678f
+def write_skipped(out, skipped:list) -> Path:
+    "Write the inputs `skipped` (image, reason) beside prediction CSV `out` as `<out>_skipped.csv` if there are any; return its path."
+    path = Path(out).with_name(Path(out).stem + '_skipped.csv')
+    if skipped: write_csv(pd.DataFrame(skipped, columns=['image', 'reason']), path)
+    return path
+
 # %% ../nbs/12_infer.ipynb #9c81d1ae
 def finish_predictions(clf:Classifier, parts:list, out=None, skipped:list=(), unk:dict|None=None, isic:bool=False) -> pd.DataFrame:
     "The prediction table of the partitions' `(rows, skipped, problems)` in order, with the UNK column of rule `unk`; written to `out` (and its reports), the parts folder removed."
@@ -314,26 +330,25 @@ def finish_predictions(clf:Classifier, parts:list, out=None, skipped:list=(), un
         probs, res['UNK'], res['unk_flag'] = unk_column(res[clf.classes], unk, res.unk_score)
         res[clf.classes] = probs
     skipped, problems = [*skipped, *(s for p in parts for s in p[1])], [q for p in parts for q in p[2]]
-    res.attrs['skipped'], res.attrs['metadata_problems'] = skipped, problems
+    res.attrs.update(skipped=skipped, metadata_problems=problems, reported=clf.reported)
     if out:
-        skipped_csv = Path(out).with_name(Path(out).stem + '_skipped.csv')
-        if skipped: write_csv(pd.DataFrame(skipped, columns=['image', 'reason']), skipped_csv)
+        skipped_csv = write_skipped(out, skipped)
         if res.empty:
             shutil.rmtree(Path(f'{out}.parts'), ignore_errors=True)
             raise LesionDataError(out, f"nothing predicted: all {len(skipped)} input(s) were skipped (reasons in {skipped_csv})")
-        write_csv(to_isic(res) if isic else res, out)
+        write_csv(to_isic(res, clf.reported) if isic else res, out)
         if problems: write_csv(pd.DataFrame(problems), Path(out).with_name(Path(out).stem + '_metadata_problems.csv'))
         shutil.rmtree(Path(f'{out}.parts'), ignore_errors=True)
     return res
 
 # %% ../nbs/12_infer.ipynb #80f6b1ec
-def to_isic(preds:pd.DataFrame) -> pd.DataFrame:
-    "Predictions in the ISIC submission layout: image id, then the 9 classes in ISIC-2019 order (0 where absent)."
+def to_isic(preds:pd.DataFrame, classes=CLASSES) -> pd.DataFrame:
+    "Predictions in the ISIC submission layout: image id, then `classes` (the 9 in ISIC-2019 order; a binary model's positive group), 0 where absent."
     out = pd.DataFrame({'image': [Path(p).stem for p in preds.image]})
     if out.image.duplicated().any():
         raise ValueError(f"several input files share the image id(s) {out.image[out.image.duplicated()].unique().tolist()[:5]}: "
                          "the ISIC layout names images by file stem")
-    for c in CLASSES: out[c] = preds[c].to_numpy(float) if c in preds else 0.
+    for c in classes: out[c] = preds[c].to_numpy(float) if c in preds else 0.
     return out
 
 # %% ../nbs/12_infer.ipynb #90c457b5
@@ -398,6 +413,50 @@ def exhaustive_ensemble(preds:dict, truth:pd.DataFrame, max_size:int=4, metric:s
     table = pd.DataFrame(rows).sort_values(['score', 'size'], ascending=[False, True], kind='stable', na_position='last').reset_index(drop=True)
     return table.members[0], float(table.score[0]), table
 
+# %% ../nbs/12_infer.ipynb #7c13335d
+def prior_shift(p, source:float, target:float) -> np.ndarray:
+    "Binary probabilities `p` for a positive prior `source` re-expressed for the prior `target` (Bayes' rule: the odds times the ratio of the prior odds)."
+    p, w, v = np.asarray(p, float), target / source, (1 - target) / (1 - source)
+    return p * w / (p * w + (1 - p) * v)
+
+# %% ../nbs/12_infer.ipynb #ea8d27f2
+def _share(block:np.ndarray, total) -> np.ndarray:
+    "`total` (one per row) shared over the columns of `block` in their proportions (evenly where a row sums to 0)."
+    s = block.sum(1, keepdims=True)
+    return np.where(s > 0, block / np.where(s > 0, s, 1), 1 / block.shape[1]) * np.asarray(total, float)[:, None]
+
+# %% ../nbs/12_infer.ipynb #34037f0d
+def combine_binary(probs, classes:list, binary:dict, balanced:bool=False) -> np.ndarray:
+    "Multi-class `probs` (columns `classes`) combined with binary models' positive probabilities `binary` {group: array}: each group gets the mean of the two, the other classes share the rest; `balanced`: both on prior-rescaled footing."
+    p = np.asarray(probs, float)
+    out, covered, taken = np.zeros(p.shape), np.zeros(len(classes), bool), np.zeros(len(p))
+    for group, b in binary.items():
+        if missing := [c for c in positive_classes(group) if c not in classes]: raise ValueError(f"binary group {group}: class(es) {missing} are not among {list(classes)}")
+        idx = [classes.index(c) for c in positive_classes(group)]
+        if covered[idx].any(): raise ValueError(f"binary group {group} overlaps another binary model's group: combine models of disjoint groups")
+        b = prior_shift(b, .5, len(idx) / len(classes)) if balanced else np.asarray(b, float)  # on the multi-class model's footing
+        q = (p[:, idx].sum(1) + b) / 2
+        out[:, idx], covered[idx], taken = _share(p[:, idx], q), True, taken + q
+    if (~covered).any(): out[:, ~covered] = _share(p[:, ~covered], np.clip(1 - taken, 0, None))
+    return out / out.sum(1, keepdims=True)
+
+# %% ../nbs/12_infer.ipynb #5973abf0
+def with_binary(preds:pd.DataFrame, binary:list, balanced:bool=True) -> pd.DataFrame:
+    "Multi-class prediction table `preds` (image, class columns; a column of zeros: a class the model lacks) combined (`combine_binary`, `balanced`) with binary models' tables `binary` (image, group column); a group's tables are averaged first."
+    classes, ids = [c for c in preds.columns if c != 'image' and (preds[c] > 0).any()], preds.image.astype(str)
+    groups = {}
+    for b in binary:
+        col = binary_column(b)
+        if set(b.image.astype(str)) != set(ids): raise ValueError(f"the binary predictions of {col} do not cover the same images as the multi-class ones")
+        groups.setdefault(col, []).append(b.set_index(b.image.astype(str)).loc[ids, col].to_numpy(float))
+    comb = combine_binary(preds[classes].to_numpy(float), classes, {g: np.mean(v, 0) for g, v in groups.items()}, balanced)
+    return preds.assign(**dict(zip(classes, comb.T)))
+
+# %% ../nbs/12_infer.ipynb #8cea2fcf
+def read_member(path) -> pd.DataFrame:
+    "An ensemble member's prediction CSV, checked: the ISIC layout, or a binary model's (image and its group's column)."
+    return read_predictions(path, [col] if (col := binary_column(path)) else CLASSES).rename_axis('image').reset_index()
+
 # %% ../nbs/12_infer.ipynb #1ab5a6d2
 PRIOR_CHOICES = {'auto': None, 'rescale': True, 'keep': False}
 
@@ -407,9 +466,22 @@ def predict_models(models:list, df:pd.DataFrame, out=None, bs:int=32, tta:str='n
     rescale, res = PRIOR_CHOICES[priors], []
     for m in models:
         clf = Classifier(m, precision=precision, calibrated=calibrated)
+        if unk and clf.positive: raise LesionDataError(m, f"is a binary model ({clf.classes[0]} vs rest): UNK flagging (--unk) is for multi-class models")
         rule = model_unk_rule(clf, unk, rescale=rescale) if unk else None
         res.append(predict(clf, df, out=out if len(models) == 1 else None, bs=bs, tta=tta, rescale=rescale, unk=rule, isic=True, segmenter=segmenter,
                            workers=workers, scheduler=scheduler, partition=partition))
+    return res
+
+# %% ../nbs/12_infer.ipynb #436b3acf
+def predict_combined(model, binary:list, df:pd.DataFrame, out=None, **kwargs) -> pd.DataFrame:
+    "Multi-class model directory `model`'s predictions of `df` (ISIC layout) combined with those of binary model directories `binary` (`with_binary`), written to `out`; `kwargs` as `predict_models`."
+    if read_config(model).get('positive'): raise LesionDataError(model, "is a binary model: give a multi-class model first, and the binary ones with --binary")
+    if multi := [b for b in binary if not read_config(b).get('positive')]: raise LesionDataError(multi[0], "is not a binary model (train one with --task binary --positive CLASS)")
+    first, *others = predict_models([model, *binary], df, **kwargs)
+    if first.empty: raise LesionDataError(out or 'inputs', f"nothing predicted: all {len(first.attrs['skipped'])} input(s) were skipped")
+    res = with_binary(to_isic(first), [to_isic(r, r.attrs['reported']) for r in others], kwargs.get('priors', 'auto') != 'keep')
+    if out: write_skipped(out, first.attrs['skipped']); write_csv(res, out)
+    res.attrs.update(first.attrs, binary=[r.attrs['reported'][0] for r in others])
     return res
 
 # %% ../nbs/12_infer.ipynb #59b0acc0
@@ -422,7 +494,10 @@ def ensemble_members(members:list, out, inputs=None, images=None, method:str='me
     if models and not inputs: raise ValueError("model directories among the members: give the images to predict with --input")
     predicted = dict(zip(models, predict_models(models, read_inputs(inputs, images, skip_missing=True, labels=False), bs=bs, tta=tta, priors=priors,
                                                      precision=precision))) if models else {}
-    frames = {str(m): (to_isic(predicted[m]) if m in predicted else read_predictions(m, CLASSES).rename_axis('image').reset_index()) for m in members}
+    frames = {str(m): (to_isic(predicted[m], predicted[m].attrs['reported']) if m in predicted else read_member(m)) for m in members}
+    binary = {k: f for k, f in frames.items() if binary_column(f)}  # combined with the multi-class members' mean at the end
+    frames = {k: f for k, f in frames.items() if k not in binary}
+    if binary and not frames: raise ValueError("binary members only: combine them with a multi-class model or prediction CSV")
     choice = None
     if select is not None:
         t, _ = read_truth(select)
@@ -436,11 +511,12 @@ def ensemble_members(members:list, out, inputs=None, images=None, method:str='me
         choice = dict(search=search, metric=metric, chosen=chosen, score=score, chosen_on=dict(truth=str(select), images=len(t)))
     res = ensemble(list(frames.values()), method, weights)
     if method == 'sum': res[res.columns[1:]] /= len(frames)  # written as the mean, to stay in [0, 1]: the same ranking
+    if binary: res = with_binary(res, list(binary.values()), priors != 'keep')
     res = res.assign(image=[Path(i).stem for i in res.image])
     write_csv(res, out)
     if choice:
         choice['chosen_on']['also_combined'] = int(res.image.isin(t.index).sum())  # images that chose the subset and are in the output: optimistic there
         with atomic_write(Path(out).with_name(Path(out).stem + '_selection.json')) as tmp: tmp.write_text(json.dumps(choice, indent=2, default=float))
         if search == 'exhaustive': write_csv(found[2].assign(members=found[2].members.map(' + '.join)), Path(out).with_name(Path(out).stem + '_subsets.csv'))
-    res.attrs.update(members=list(frames), method=method, chosen=choice and choice['chosen'], score=choice and choice['score'], selection=choice)
+    res.attrs.update(members=[*frames, *binary], binary=[binary_column(f) for f in binary.values()], method=method, chosen=choice and choice['chosen'], score=choice and choice['score'], selection=choice)
     return res

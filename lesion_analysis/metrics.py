@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_metrics.ipynb #1ee14a74
 from __future__ import annotations
-import json, warnings
+import json, math, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from scipy import stats, optimize, special
@@ -17,13 +17,14 @@ from fastai.metrics import ActivationType
 from .core import *
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'MALIGNANT', 'OOD_SCORES', 'DEFAULT_OOD_SCORE', 'read_truth', 'read_predictions',
+__all__ = ['METRIC_COLUMNS', 'MALIGNANT', 'BINARY_REST', 'OOD_SCORES', 'DEFAULT_OOD_SCORE', 'read_truth', 'read_predictions',
            'auc_above_sensitivity', 'isic_metrics', 'balanced_multiclass_accuracy', 'topk_weighted_accuracy',
            'binary_report', 'binary_auc', 'grouped_bootstrap', 'confused_pairs', 'plot_confusion', 'plot_roc',
            'evaluate', 'macro_auc', 'balanced_accuracy', 'MacroAUC', 'default_metrics', 'jaccard_per_image',
            'dice_per_image', 'seg_metrics', 'mask_jaccard', 'calibration_bins', 'calibration_errors',
            'plot_reliability', 'temperature_nll', 'fit_temperature', 'softmax_t', 'partial_auc', 'pauc_report',
-           'ood_score', 'fit_mahalanobis']
+           'positive_classes', 'positive_name', 'binary_column', 'threshold_for_sensitivity', 'sensitivity_specificity',
+           'binary_figures', 'ood_score', 'fit_mahalanobis']
 
 # %% ../nbs/05_metrics.ipynb #2433bcc1
 def _frame(src, what) -> tuple:
@@ -392,6 +393,61 @@ def pauc_report(labels, probs:pd.DataFrame, min_tpr:float=0.8) -> dict:
     mal = [c for c in MALIGNANT if c in probs]
     return {'melanoma': partial_auc(labels == 'MEL', probs['MEL']) if 'MEL' in probs else float('nan'),
             'malignant': partial_auc(np.isin(labels, MALIGNANT), probs[mal].sum(1)) if mal else float('nan')}
+
+# %% ../nbs/05_metrics.ipynb #573aa56b
+BINARY_REST = 'rest'
+
+def positive_classes(positive) -> list:
+    "The ISIC classes of `positive` ('MEL', 'MEL,BCC,SCC', 'MEL+BCC+SCC' or a list), checked, in the ISIC order."
+    names = [c.strip().upper() for c in (positive if isinstance(positive, (list, tuple)) else str(positive or '').replace('+', ',').split(',')) if c.strip()]
+    if not names: raise ValueError("the binary task needs its positive class(es): e.g. --positive MEL, or --positive MEL,BCC,SCC")
+    if unknown := [c for c in names if c not in CLASSES]: raise ValueError(f"unknown positive class(es) {unknown}; choose from {CLASSES}")
+    if len(set(names)) == len(CLASSES): raise ValueError("every class is positive: nothing is left for the rest")
+    return [c for c in CLASSES if c in names]
+
+# %% ../nbs/05_metrics.ipynb #8eaa3118
+def positive_name(positive) -> str:
+    "The label of the positive side of a binary task on `positive` (see `positive_classes`): its classes joined by '+'."
+    return '+'.join(positive_classes(positive))
+
+# %% ../nbs/05_metrics.ipynb #4bbf4e53
+def binary_column(src) -> str|None:
+    "The positive group of a binary model's prediction CSV or table (its one column besides `image` names classes: MEL, MEL+BCC+SCC), else None."
+    cols = [c for c in _frame(src, 'predictions')[0].columns if c != 'image']
+    if len(cols) != 1: return None
+    try: return cols[0] if positive_name(cols[0]) == cols[0] else None
+    except ValueError: return None
+
+# %% ../nbs/05_metrics.ipynb #c0e9117e
+def threshold_for_sensitivity(y, s, sensitivity:float=0.8) -> float:
+    "The largest threshold at which the rule `s >= threshold` reaches `sensitivity` on binary truth `y` (NaN without positives)."
+    pos = np.sort(np.asarray(s, float)[np.asarray(y, bool)])[::-1]
+    return float(pos[max(0, math.ceil(sensitivity * len(pos) - 1e-9) - 1)]) if len(pos) else float('nan')
+
+# %% ../nbs/05_metrics.ipynb #3e79c4bd
+def sensitivity_specificity(y, s, threshold:float) -> tuple:
+    "(sensitivity, specificity) of the rule `s >= threshold` on binary truth `y`."
+    y, hit = np.asarray(y, bool), np.asarray(s, float) >= threshold
+    return float(hit[y].mean()) if y.any() else float('nan'), float((~hit[~y]).mean()) if (~y).any() else float('nan')
+
+# %% ../nbs/05_metrics.ipynb #e18844ae
+def _at_sensitivity(target:float, part:int):
+    "`fn(y, s)`: the threshold reaching sensitivity `target` (part 0), or the sensitivity (1) or specificity (2) there."
+    def fn(y, s):
+        t = threshold_for_sensitivity(y, s, target)
+        return t if part == 0 else sensitivity_specificity(y, s, t)[part - 1]
+    return fn
+
+# %% ../nbs/05_metrics.ipynb #cd397b89
+def binary_figures(y, s, threshold:float=0.5, sensitivities=(0.8, 0.9, 0.95), groups=None, n_boot:int=1000, seed:int=0) -> pd.DataFrame:
+    "AUC, AUPRC, sensitivity and specificity at `threshold` and at the thresholds reaching `sensitivities`, with lesion-bootstrap 95% intervals (`groups`)."
+    y, s = np.asarray(y, bool), np.asarray(s, float)
+    if y.all() or not y.any(): raise ValueError(f"binary figures need positive and negative images: {int(y.sum())} of {len(y)} are positive")
+    at = lambda part: lambda yy, ss: sensitivity_specificity(yy, ss, threshold)[part]
+    fns = {'auc': binary_auc, 'auprc': skm.average_precision_score, f'sensitivity@{threshold:g}': at(0), f'specificity@{threshold:g}': at(1),
+           **{f'{k}@sens{t:.2f}': _at_sensitivity(t, i) for t in sensitivities for i, k in enumerate(('threshold', 'sensitivity', 'specificity'))}}
+    rows = {k: dict(value=fn(y, s), **dict(zip(('ci_low', 'ci_high'), grouped_bootstrap(fn, y, s, groups, n_boot, seed)))) for k, fn in fns.items()}
+    return pd.DataFrame(rows).T.rename_axis('figure')
 
 # %% ../nbs/05_metrics.ipynb #9694af6e
 def _maxprob(o, stats=None): return 1 - np.asarray(o['probs'], float).max(1)

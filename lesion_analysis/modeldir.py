@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_modeldir.ipynb #33f7ae89
 from __future__ import annotations
-import json, math, threading, warnings
+import hashlib, json, math, threading, warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 import cv2, numpy as np, torch
@@ -16,11 +16,12 @@ from .preprocess import Preprocessor, jpeg_roundtrip
 from .learner import compute_plan, autocast_for, memory_format
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'RUN_FILE', 'CHECKPOINT', 'CONFIG_KEYS', 'OOD_FILE',
-           'register_model', 'plugin', 'plugin_names', 'model_builder', 'config_task', 'config_network',
-           'unfinished_run', 'check_model_dir_free', 'clear_model_dir', 'write_config', 'save_model_dir', 'build_model',
-           'check_config', 'read_config', 'MeanOfModels', 'fold_members', 'load_model_dir', 'save_ood_stats',
-           'load_ood_stats', 'inference_plan', 'ImageModel', 'paste_map']
+__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'OOD_FILE', 'HASHED_FILES', 'RUN_FILE', 'CHECKPOINT',
+           'CONFIG_KEYS', 'register_model', 'plugin', 'plugin_names', 'model_builder', 'config_task', 'config_network',
+           'unfinished_run', 'check_model_dir_free', 'clear_model_dir', 'write_config', 'file_sha256', 'file_hashes',
+           'member_hashes', 'verify_files', 'save_model_dir', 'build_model', 'check_config', 'read_config',
+           'MeanOfModels', 'fold_members', 'load_model_dir', 'save_ood_stats', 'load_ood_stats', 'inference_plan',
+           'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -55,6 +56,8 @@ def model_builder(name:str):
 MODEL_FORMAT = 'lesion_analysis.model/2'
 LEGACY_FORMATS = {'lesion_analysis.classifier/1': 'classification', 'lesion_analysis.segmenter/1': 'segmentation'}
 MODEL_FILES = ('config.json', 'model.safetensors', 'export.pkl')
+OOD_FILE = 'ood.safetensors'  # a classifier's out-of-distribution statistics
+HASHED_FILES = ('model.safetensors', OOD_FILE, 'export.pkl')  # the files whose SHA-256 the config records
 RUN_FILE, CHECKPOINT = 'run.json', 'checkpoint.pt'  # an unfinished training run
 
 # %% ../nbs/07_modeldir.ipynb #7b82d7f6
@@ -88,24 +91,50 @@ def check_model_dir_free(out, force:bool=False):
 # %% ../nbs/07_modeldir.ipynb #65dfa183
 def clear_model_dir(out):
     "Remove the model and any unfinished run from `out` (training over it with `force`: until the new config, it is no model)."
-    for f in (*MODEL_FILES, RUN_FILE, CHECKPOINT): (Path(out)/f).unlink(missing_ok=True)
+    for f in {*MODEL_FILES, *HASHED_FILES, RUN_FILE, CHECKPOINT}: (Path(out)/f).unlink(missing_ok=True)
 
 # %% ../nbs/07_modeldir.ipynb #228a9baa
 def write_config(out, config:dict):
     "Write model `config` (JSON, with the format) into `out`, atomically: the last write of a model directory, which makes it one."
     with atomic_write(Path(out)/'config.json') as tmp: tmp.write_text(json.dumps(dict(format=MODEL_FORMAT, **config), indent=2, default=str))
 
+# %% ../nbs/07_modeldir.ipynb #6f373a0e
+def file_sha256(path) -> str:
+    "The SHA-256 of file `path` (hex), read in blocks of 1 MiB."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(2**20), b''): h.update(block)
+    return h.hexdigest()
+
+# %% ../nbs/07_modeldir.ipynb #22b4b6ac
+def file_hashes(folder, names) -> dict:
+    "{name: SHA-256} of the files `names` (paths relative to `folder`) that exist."
+    return {n: file_sha256(Path(folder)/n) for n in names if (Path(folder)/n).is_file()}
+
+# %% ../nbs/07_modeldir.ipynb #e6921656
+def member_hashes(paths) -> dict:
+    "{'<folder>/<file>': SHA-256} of the config and hashed files of the member model directories `paths` (a fold ensemble's folds)."
+    return {f'{Path(p).name}/{n}': h for p in paths for n, h in file_hashes(p, ('config.json', *HASHED_FILES)).items()}
+
+# %% ../nbs/07_modeldir.ipynb #47a9eb67
+def verify_files(path, cfg:dict):
+    "Raise naming the file unless every file whose SHA-256 model directory `path`'s config `cfg` records is there and unchanged."
+    for name, digest in (cfg.get('sha256') or {}).items():
+        if not (f := Path(path)/name).is_file(): raise LesionDataError(path, f"{name} is missing (config.json records its SHA-256: the model directory is incomplete)")
+        if file_sha256(f) != digest:
+            raise LesionDataError(f, "modified or truncated since the model was saved (its SHA-256 is not the one config.json records): restore it, or train again")
+
 # %% ../nbs/07_modeldir.ipynb #ff5e9ea5
 def save_model_dir(learn:Learner, out, config:dict, force:bool=False, export_pickle:bool=False) -> Path:
-    "Write `learn`'s weights (safetensors) and `config` (JSON, with its `task` and registered `model`) into `out`; fastai's pickle if asked."
+    "Write `learn`'s weights (safetensors), fastai's pickle if asked, and `config` (JSON, with its `task`, registered `model` and the files' SHA-256) into `out`."
     out = Path(out); check_model_dir_free(out, force); out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out/'model.safetensors') as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}, str(tmp))
-    write_config(out, config)
     if export_pickle:
         with atomic_write(out/'export.pkl') as tmp, warnings.catch_warnings():
             warnings.simplefilter('ignore'); learn.export(tmp.resolve())
     elif force and (out/'export.pkl').exists(): (out/'export.pkl').unlink()  # a pickle of the model this one replaces
+    write_config(out, {**config, 'sha256': file_hashes(out, HASHED_FILES)})
     return out
 
 # %% ../nbs/07_modeldir.ipynb #953024a7
@@ -148,14 +177,16 @@ def fold_members(path) -> list:
     return [path/f for f in folds] if folds else [path]
 
 # %% ../nbs/07_modeldir.ipynb #bbaa1ee3
-def load_model_dir(path, task:str='classification') -> tuple:
-    "Rebuild the `task` model saved in model directory `path` (no unpickling; a fold ensemble as the mean of its folds); return `(model in eval mode, config)`."
+def load_model_dir(path, task:str|tuple='classification') -> tuple:
+    "Rebuild the `task` model (or one of a tuple of tasks) saved in model directory `path` (no unpickling; a fold ensemble as the mean of its folds); return `(model in eval mode, config)`."
     path = Path(path)
     if unfinished_run(path):
         raise LesionDataError(path, f"its training has not finished (no model yet); resume it: lesion-analysis train TABLE --out {path} --resume")
     cfg = read_config(path)
     check_config(cfg, path/'config.json')
-    if (have := config_task(cfg, path/'config.json')) != task: raise LesionDataError(path, f"holds a {have} model, not a {task} model")
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+    if (have := config_task(cfg, path/'config.json')) not in tasks: raise LesionDataError(path, f"holds a {have} model, not a {' or '.join(tasks)} model")
+    verify_files(path, cfg)
     if cfg.get('folds'): return MeanOfModels([load_model_dir(path/f, task)[0] for f in cfg['folds']]).eval(), cfg
     if not (path/'model.safetensors').is_file(): raise LesionDataError(path, "not a model directory: model.safetensors is missing")
     model = build_model(cfg)
@@ -165,8 +196,6 @@ def load_model_dir(path, task:str='classification') -> tuple:
     return model.eval(), cfg
 
 # %% ../nbs/07_modeldir.ipynb #36c647dd
-OOD_FILE = 'ood.safetensors'
-
 def save_ood_stats(out, stats:dict):
     "Write out-of-distribution statistics `stats` (NumPy arrays) into model directory `out`, atomically."
     with atomic_write(Path(out)/OOD_FILE) as tmp: save_file({k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in stats.items()}, str(tmp))
@@ -193,7 +222,7 @@ def inference_plan(config:dict, precision:str='auto', layout:str='auto', device=
 # %% ../nbs/07_modeldir.ipynb #4a117167
 class ImageModel:
     "A model directory of `task` loaded for inference, with the preprocessing its training images had."
-    task = 'classification'
+    task = 'classification'  # the task, or a tuple of tasks, of the model directories it loads
     def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto'):
         self.model, self.config = load_model_dir(path, self.task) if model is None else (model.eval(), config)
         self.path, self.size = Path(path or '.'), int(self.config['size'])

@@ -14,12 +14,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 import lesion_analysis
 from .core import *
-from .infer import Classifier, model_unk_rule, rescale_default
+from .infer import Classifier, model_unk_rule, rescale_default, combine_binary
 from .interpret import gradcam, prepare_for_maps, item_to_original, overlay, png_bytes
 from .segment import Segmenter, lesion_summary
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'BodyLimit', 'create_app', 'app_from_env']
+__all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'BodyLimit', 'binary_models', 'create_app', 'app_from_env']
 
 # %% ../nbs/15_serve.ipynb #b73e0283
 def metadata_fields(clf:Classifier) -> dict:
@@ -30,14 +30,15 @@ def metadata_fields(clf:Classifier) -> dict:
             for c in clf.encoder.columns}
 
 # %% ../nbs/15_serve.ipynb #cd834fd1
-def model_info(clf:Classifier, unk:dict|None) -> dict:
-    "What `GET /model` tells about the loaded model."
+def model_info(clf:Classifier, unk:dict|None, binary:list=()) -> dict:
+    "What `GET /model` tells about the loaded model (and the `binary` models combined with it)."
     c = clf.config
     return dict(name=clf.path.name, version=c.get('trained'), arch=c['arch'], classes=clf.classes,
                 class_names={k: CLASS_NAMES[k] for k in clf.classes}, input_size=clf.size, preprocess=c['preprocess'],
                 metadata_fields=metadata_fields(clf), lesion_crops=clf.preprocessor.lesion_margin is not None,
                 data=c.get('data'), validation=c.get('valid'), folds=c.get('folds'), unk_rule=unk, compute=clf.plan, library_version=lesion_analysis.__version__,
-                calibration=dict(temperature=clf.temperature, applied=clf.asked['calibrated'], fitted=c.get('calibration')))
+                calibration=dict(temperature=clf.temperature, applied=clf.asked['calibrated'], fitted=c.get('calibration')),
+                binary=[dict(name=b.path.name, positive=b.classes[0], validation=b.config.get('valid')) for b in binary])
 
 # %% ../nbs/15_serve.ipynb #96d22b13
 def _error(status:int, message:str) -> JSONResponse: return JSONResponse({'error': message}, status_code=status)
@@ -62,15 +63,31 @@ class BodyLimit:
             return msg
         await self.app(scope, limited_receive, send)
 
+# %% ../nbs/15_serve.ipynb #49658715
+def binary_models(paths, classes:list, **kwargs) -> list:
+    "The binary model directories `paths` loaded (`kwargs` as `Classifier`), checked to combine with a multi-class model of `classes` (`infer.combine_binary`)."
+    bins = [Classifier(p, **kwargs) for p in paths]
+    if multi := [b for b in bins if not b.positive]: raise LesionDataError(multi[0].path, "is not a binary model (train one with --task binary --positive CLASS)")
+    combine_binary(np.full((1, len(classes)), 1 / len(classes)), classes, {b.classes[0]: [.5] for b in bins})  # known classes, no overlapping groups
+    return bins
+
+# %% ../nbs/15_serve.ipynb #c4f76ee1
+def _binary_probs(bins:list, img:np.ndarray, tta:str, box=None) -> dict:
+    "{group: the positive probability of image `img`}, averaged over the binary models `bins` of each group."
+    groups = {}
+    for b in bins: groups.setdefault(b.classes[0], []).append(float(b.predict([img], tta, None, [box])[0, 0]))
+    return {g: float(np.mean(v)) for g, v in groups.items()}
+
 # %% ../nbs/15_serve.ipynb #39e0d4e0
-def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|None, meta:dict, seg=None, overlay_side:int=1024) -> dict:
-    "Probabilities, top class, UNK flag and optional Grad-CAM overlay of one decoded image (with its `meta` fields)."
+def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|None, meta:dict, seg=None, overlay_side:int=1024, bins:list=()) -> dict:
+    "Probabilities (combined with the binary models `bins`), top class, UNK flag and optional Grad-CAM overlay of one decoded image (with its `meta` fields)."
     lesion = lesion_summary(seg.predict([img], 'flips')[0] > 0.5) if seg else None
     box = tuple(lesion[k] for k in ('x0', 'y0', 'x1', 'y1')) if lesion else None
     item = prepare_for_maps(clf, img, box) if want_cam else dict(x=clf.to_batch([clf.prepare(img, box)]))  # the map geometry only when needed
     m, problems = clf.meta_batch(pd.DataFrame([meta]))
     o = clf.outputs(item['x'], tta, m)
-    probs = o['probs'][0]
+    binary = _binary_probs(bins, img, tta, box) if bins else None
+    probs = combine_binary(o['probs'], clf.classes, {g: [p] for g, p in binary.items()}, balanced=True)[0] if bins else o['probs'][0]  # both priors rescaled, or balanced by their loss
     top = int(probs.argmax())
     score = float(clf.ood(o, unk['method'])[0]) if unk else None
     flagged = clf.classes[top] == 'UNK' or (unk is not None and score > unk['threshold'])
@@ -80,6 +97,7 @@ def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|N
                         method=unk['method'] if unk else 'UNK class'), tta=tta, temperature=clf.temperature, priors_rescaled=rescale_default(clf.config))
     if clf.encoder: res['metadata'] = dict(given=meta, problems=[f"{p['field']}={p['value']!r}: {p['problem']}" for p in problems])
     if lesion: res['lesion'] = lesion
+    if bins: res['binary'] = binary  # each group's probability in `probabilities` is the mean of this and the multi-class model's
     if want_cam:
         m, orig = item_to_original(gradcam(clf, item['x'], top), item), item['orig']
         if (s := overlay_side / max(orig.shape[:2])) < 1:  # the answer stays small, whatever the upload's size
@@ -90,14 +108,16 @@ def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|N
 # %% ../nbs/15_serve.ipynb #ec179d77
 def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk_method:str='auto', segmenter=None,
                max_decodes:int=2, upload_timeout:float=30., overlay_side:int=1024, precision:str='auto', layout:str='auto',
-               calibrated:bool=True) -> FastAPI:
-    "The web service for the model directory `model_dir` (and the segmentation model directory `segmenter` for a lesion-crop model), computing in `precision` and `layout`, with the model's temperature when `calibrated` and UNK by score `unk_method` ('auto': the model's default)."
+               calibrated:bool=True, binary=()) -> FastAPI:
+    "The web service for the model directory `model_dir` (combined with the `binary` model directories; the segmentation model directory `segmenter` for a lesion-crop model), computing in `precision` and `layout`, with the models' temperature when `calibrated` and UNK by score `unk_method` ('auto': the model's default)."
     clf = Classifier(model_dir, precision=precision, layout=layout, calibrated=calibrated)
+    if clf.positive: raise LesionDataError(model_dir, "is a binary model: serve a multi-class model, with binary models beside it (--binary)")
+    bins = binary_models(binary, clf.classes, precision=precision, layout=layout, calibrated=calibrated)
     seg = Segmenter(segmenter, precision=precision, layout=layout) if segmenter else None
     if clf.preprocessor.lesion_margin is not None and seg is None:
         raise LesionDataError(model_dir, "was trained on lesion-centred crops: serve it with a segmentation model (--segmenter)")
     unk = None if 'UNK' in clf.classes or not (clf.path/'valid_preds.csv').exists() else model_unk_rule(clf, unk_method)
-    info, limit = model_info(clf, unk), int(max_upload_mb * 2**20)
+    info, limit = model_info(clf, unk, bins), int(max_upload_mb * 2**20)
     app = FastAPI(title='lesion_analysis', version=lesion_analysis.__version__,
                   description='Skin-lesion classification with Grad-CAM. A research tool, not a diagnosis.')
     app.state.classifier = clf
@@ -132,7 +152,7 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
         except LesionDataError as e: return _error(400, str(e))
         t0 = time.perf_counter()
         meta = {c: form[c] for c in info['metadata_fields'] if isinstance(form.get(c), str) and form[c].strip()}
-        res = await run_in_threadpool(_classify, clf, img, tta, gradcam, unk, meta, seg, overlay_side)
+        res = await run_in_threadpool(_classify, clf, img, tta, gradcam, unk, meta, seg, overlay_side, bins)
         return dict(**res, model=dict(name=info['name'], version=info['version'], arch=info['arch']),
                     milliseconds=round((time.perf_counter() - t0) * 1000, 1), disclaimer=DISCLAIMER)
 
@@ -150,7 +170,8 @@ def app_from_env() -> FastAPI:
     share_cores(int(env('LESION_ANALYSIS_WORKERS', 1)))
     return create_app(os.environ['LESION_ANALYSIS_MODEL'], float(env('LESION_ANALYSIS_MAX_UPLOAD_MB', 20)), segmenter=env('LESION_ANALYSIS_SEGMENTER') or None,
                       precision=env('LESION_ANALYSIS_PRECISION', 'auto'), layout=env('LESION_ANALYSIS_LAYOUT', 'auto'),
-                      unk_method=env('LESION_ANALYSIS_UNK', 'auto'), calibrated=env('LESION_ANALYSIS_CALIBRATED', '1') == '1')
+                      unk_method=env('LESION_ANALYSIS_UNK', 'auto'), calibrated=env('LESION_ANALYSIS_CALIBRATED', '1') == '1',
+                      binary=[p for p in env('LESION_ANALYSIS_BINARY', '').split(os.pathsep) if p])
 
 # %% ../nbs/15_serve.ipynb #9e1957bf
 PAGE = """<!doctype html>

@@ -32,6 +32,7 @@ class Task:
     name:str = None              # the `Recipe.task` that selects it
     losses:tuple = ()            # the losses it offers, the default first
     monitor:str = 'valid_loss'   # the validation metric that picks the best epoch (larger is better)
+    takes_positive:bool = False  # whether it learns `Recipe.positive` against the rest
     def __init__(self, recipe): self.r = recipe
 
     @classmethod
@@ -39,6 +40,7 @@ class Task:
         "Fill in `r`'s default loss and refuse a recipe this task cannot run."
         r.loss = r.loss or cls.losses[0]
         if r.loss not in cls.losses: raise ValueError(f"unknown loss {r.loss!r} for {cls.name}; choose from {cls.losses}")
+        if r.positive and not cls.takes_positive: raise ValueError(f"positive classes are for the binary task (task binary), not {cls.name}")
 
     @classmethod
     def read_table(cls, table, images=None, skip_missing:bool=False) -> pd.DataFrame: raise NotImplementedError  # the table file or folder
@@ -85,7 +87,7 @@ LR_SCALING = {'linear': lambda n: n, 'sqrt': math.sqrt, 'none': lambda n: 1}  # 
 @dataclasses.dataclass
 class Recipe:
     "Every choice of a training run (saved in the model's config); each field's metadata holds its help."
-    task: str = option('classification', 'classification or segmentation (a U-Net on image and mask pairs)')
+    task: str = option('classification', 'classification, binary (positive classes against the rest) or segmentation (a U-Net on image and mask pairs)')
     arch: str = option('tf_efficientnet_lite0', 'timm architecture')
     pretrained: str = option('auto', 'weights: auto, hub, lite, a file, or none')
     init: str|None = option(None, 'start from this trained model directory instead of pretrained weights: its body, and its head when the classes match')
@@ -110,6 +112,7 @@ class Recipe:
     crop: bool = option(True, 'crop the dermoscope frame')
     colour: str|None = option(None, 'colour normalisation of every image: shades_of_gray (Shades of Gray, p=6) or gamma (gamma 1.2)')
     lesion_margin: float|None = option(None, 'train on lesion-centred crops: the lesion box grown by this fraction on each side')
+    positive: str|None = option(None, 'binary task: the class, or comma-separated classes, learnt against the rest (MEL; MEL,BCC,SCC)')
     metadata: str|None = option(None, "fuse the table's metadata: auto (the known fields present) or a comma-separated list of columns")
     meta_dropout: float = option(0.3, "probability of hiding all of an image's metadata in training")
     valid_pct: float = option(0.15, 'validation fraction (lesion-grouped)')
@@ -354,14 +357,14 @@ def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None
 
 # %% ../nbs/08_train.ipynb #2488957f
 def fold_config(configs:list, folds:list, valid:dict, df:pd.DataFrame, t0:float) -> dict:
-    "The config of the fold ensemble of `configs` (in folders `folds`): what inference needs (the folds share it), `valid`, each fold's figures."
-    first, shared = configs[0], ('task', 'arch', 'size', 'resize', 'stats', 'preprocess', 'model', 'classes', 'metadata', 'recipe', 'compute', 'versions')
+    "The config of the fold ensemble of `configs` (in folders `folds`): what inference needs (the folds share it), `valid`, each fold's figures, their files' SHA-256."
+    first, shared = configs[0], ('task', 'arch', 'size', 'resize', 'stats', 'preprocess', 'model', 'classes', 'positive', 'metadata', 'recipe', 'compute', 'versions')
     checks = [c.get('precision_check') for c in configs]
     priors = {k: float(np.mean([c['priors'][k] for c in configs])) for k in first['priors']} if 'priors' in first else None
     return dict({k: first[k] for k in shared if k in first}, folds=[Path(f).name for f in folds], valid=valid, fold_valid=[c['valid'] for c in configs],
                 data=dict(images=len(df), fold_images=df.fold.value_counts().sort_index().tolist(), skipped=sum(c['data']['skipped'] for c in configs)),
                 **({'priors': priors} if priors else {}), lr=[c['lr'] for c in configs],
-                precision_check=None if None in checks else min(checks, key=lambda c: (c['passed'], c['top_class_agreement'])),
+                precision_check=None if None in checks else min(checks, key=lambda c: (c['passed'], c['top_class_agreement'])), sha256=member_hashes(folds),
                 trained=datetime.datetime.now().isoformat(timespec='seconds'), seconds=round(time.time() - t0, 1))
 
 # %% ../nbs/08_train.ipynb #2f0db88c

@@ -127,7 +127,7 @@ def test_uploads_that_try_the_service(data, tmp_path):
 
 # 7. a malformed model directory
 @pytest.mark.parametrize('damage,message', [
-    (lambda d: (d/'model.safetensors').write_bytes((d/'model.safetensors').read_bytes()[:4000]), 'model.safetensors: unreadable'),
+    (lambda d: (d/'model.safetensors').write_bytes((d/'model.safetensors').read_bytes()[:4000]), 'model.safetensors: modified or truncated'),
     (lambda d: (d/'config.json').write_text('[1, 2, 3]'), 'a JSON list where an object is expected'),
     (lambda d: (d/'config.json').write_text(json.dumps({k: v for k, v in json.loads((d/'config.json').read_text()).items() if k != 'classes'})), 'no classes'),
 ])
