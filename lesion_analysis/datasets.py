@@ -12,11 +12,11 @@ from sklearn.model_selection import StratifiedGroupKFold
 from .core import *
 
 # %% auto #0
-__all__ = ['HAM_DX', 'DERM7PT_DX', 'ISIC2020_DX', 'PH2_DX', 'MEDNODE_DX', 'SKINL2_DX', 'SD198_ISIC', 'PADUFES_DX', 'image_index',
-           'skipped', 'read_isic2019', 'read_isic2020', 'read_ham10000', 'read_ph2', 'read_derm7pt', 'read_folder',
-           'read_mednode', 'read_skinl2', 'read_sd198', 'read_table', 'read_inputs', 'combine', 'lesion_groups',
-           'kfold_by_lesion', 'split_by_lesion', 'read_padufes', 'read_mask_pairs', 'read_isic_task1', 'read_ph2_masks',
-           'build_index']
+__all__ = ['HAM_DX', 'DERM7PT_DX', 'ISIC2020_DX', 'PH2_DX', 'MEDNODE_DX', 'SKINL2_DX', 'SD198_ISIC', 'PADUFES_DX',
+           'read_csv_table', 'image_index', 'skipped', 'read_isic2019', 'read_isic2020', 'read_ham10000', 'read_ph2',
+           'read_derm7pt', 'read_folder', 'read_mednode', 'read_skinl2', 'read_sd198', 'read_table', 'read_inputs',
+           'combine', 'lesion_groups', 'kfold_by_lesion', 'split_by_lesion', 'read_padufes', 'read_mask_pairs',
+           'read_isic_task1', 'read_ph2_masks', 'build_index']
 
 # %% ../nbs/01_datasets.ipynb #2509a2bc
 HAM_DX = {'mel': 'MEL', 'nv': 'NV', 'bcc': 'BCC', 'akiec': 'AK', 'bkl': 'BKL', 'df': 'DF', 'vasc': 'VASC'}
@@ -76,7 +76,7 @@ def _map_dx(dx:pd.Series, table:dict, path, what='diagnosis') -> pd.Series:
     return out
 
 # %% ../nbs/01_datasets.ipynb #cb9015ef
-def _read_csv(path, required=(), **kwargs) -> pd.DataFrame:
+def read_csv_table(path, required=(), **kwargs) -> pd.DataFrame:
     "Read the CSV at `path` (comma, or a semicolon, tab or bar it detects), raising `LesionDataError` if it is missing, empty, malformed or lacks `required` columns."
     path = Path(path)
     if not path.is_file(): raise LesionDataError(path, "file not found")
@@ -145,7 +145,7 @@ _META_COLS = {'age_approx': 'age', 'anatom_site_general': 'site', 'anatom_site_g
 
 def _isic2019_labels(gt_csv) -> pd.DataFrame:
     "Read the one-hot ISIC-2019 ground truth into `image`, `label`."
-    gt = _read_csv(gt_csv, ['image', *CLASSES])
+    gt = read_csv_table(gt_csv, ['image', *CLASSES])
     onehot = gt[CLASSES].apply(pd.to_numeric, errors='coerce')
     bad = gt.image[onehot.isna().any(axis=1) | ~onehot.isin([0, 1]).all(axis=1) | (onehot.sum(axis=1) != 1)]
     if len(bad): raise LesionDataError(gt_csv, f"{len(bad)} row(s) are not one-hot over {CLASSES}, e.g. {list(bad[:5])}")
@@ -158,7 +158,7 @@ def read_isic2019(gt_csv=None, meta_csv=None, images=None, skip_missing=False) -
     if gt_csv is None and meta_csv is None: raise ValueError("read_isic2019 needs gt_csv, meta_csv or both")
     df = _isic2019_labels(gt_csv) if gt_csv is not None else None
     if meta_csv is not None:
-        meta = _read_csv(meta_csv, ['image']).rename(columns=_META_COLS)
+        meta = read_csv_table(meta_csv, ['image']).rename(columns=_META_COLS)
         _check_unique(meta.image, meta_csv)
         df = meta if df is None else df.merge(meta, on='image', how='left')
     df['diagnosis'] = df.get('label')
@@ -168,12 +168,12 @@ def read_isic2019(gt_csv=None, meta_csv=None, images=None, skip_missing=False) -
 # %% ../nbs/01_datasets.ipynb #a58d4a8b
 def read_isic2020(gt_csv, images=None, duplicates_csv=None, dx_map=ISIC2020_DX, skip_missing=False) -> pd.DataFrame:
     "ISIC-2020 training ground truth as a table, optionally dropping the listed duplicates."
-    gt = _read_csv(gt_csv, ['image_name', 'diagnosis']).rename(columns={'image_name': 'image', **_META_COLS})
+    gt = read_csv_table(gt_csv, ['image_name', 'diagnosis']).rename(columns={'image_name': 'image', **_META_COLS})
     _check_unique(gt.image, gt_csv)
     gt['label'] = _map_dx(gt.diagnosis, dx_map, gt_csv)
     dropped = []
     if duplicates_csv is not None:
-        dups = _read_csv(duplicates_csv, ['image_name_1', 'image_name_2'])
+        dups = read_csv_table(duplicates_csv, ['image_name_1', 'image_name_2'])
         drop = gt.image.isin(dups.image_name_2)
         dropped = _skips(gt.image[drop], f'duplicate listed in {Path(duplicates_csv).name}')
         gt = gt[~drop]
@@ -184,7 +184,7 @@ def read_isic2020(gt_csv, images=None, duplicates_csv=None, dx_map=ISIC2020_DX, 
 # %% ../nbs/01_datasets.ipynb #28f5c1eb
 def read_ham10000(meta_csv, images=None, isic2019_gt=None, dx_map=HAM_DX, skip_missing=False) -> pd.DataFrame:
     "HAM10000 metadata as a table; `isic2019_gt` splits akiec into AK and SCC as ISIC-2019 did."
-    meta = _read_csv(meta_csv, ['lesion_id', 'image_id', 'dx'])
+    meta = read_csv_table(meta_csv, ['lesion_id', 'image_id', 'dx'])
     _check_unique(meta.image_id, meta_csv)
     meta = meta.rename(columns={'localization': 'site'})
     meta['label'] = _map_dx(meta.dx, dx_map, meta_csv, 'dx')
@@ -238,7 +238,7 @@ def read_ph2(path, images=None, skip_missing=False) -> pd.DataFrame:
 # %% ../nbs/01_datasets.ipynb #863f9a2e
 def read_derm7pt(meta_csv, images=None, dx_map=DERM7PT_DX, skip_missing=False) -> pd.DataFrame:
     "derm7pt `meta/meta.csv` (original or reduced variant) as a table of its dermoscopic images."
-    meta = _read_csv(meta_csv, ['diagnosis', 'derm']).rename(columns={'location': 'site'})
+    meta = read_csv_table(meta_csv, ['diagnosis', 'derm']).rename(columns={'location': 'site'})
     _check_unique(meta.derm, meta_csv)
     meta['label'] = _map_dx(meta.diagnosis, dx_map, meta_csv)
     stem = meta.derm.map(lambda p: str(Path(p).with_suffix('')).replace('/', '_'))
@@ -292,7 +292,7 @@ def read_sd198(folder, isic='map') -> pd.DataFrame:
 # %% ../nbs/01_datasets.ipynb #9990c7f9
 def read_table(csv, images=None, image_col='image', label_col:str|None='label', skip_missing=False, source=None) -> pd.DataFrame:
     "A CSV with an image column and a label column (`None`: unlabelled) as a table (other columns kept)."
-    df = _read_csv(csv, [image_col] + ([label_col] if label_col else []), dtype={image_col: str})
+    df = read_csv_table(csv, [image_col] + ([label_col] if label_col else []), dtype={image_col: str})
     df = df.rename(columns={image_col: 'image', **({label_col: 'label'} if label_col else {})})
     if df.image.isna().any(): raise LesionDataError(csv, f"{df.image.isna().sum()} row(s) have no image")
     _check_unique(df.image, csv)
@@ -317,7 +317,7 @@ def read_inputs(inputs, images=None, skip_missing=False, labels:bool=True, recur
     if not inputs: raise ValueError("no input given")
     first = inputs[0]
     if len(inputs) == 1 and first.suffix.lower() == '.csv':
-        has_label = labels and 'label' in _read_csv(first, ['image'], nrows=1).columns
+        has_label = labels and 'label' in read_csv_table(first, ['image'], nrows=1).columns
         return read_table(first, images, label_col='label' if has_label else None, skip_missing=skip_missing)
     if len(inputs) == 1 and first.is_dir():
         if labels and not recursive and _has_class_folders(first): return read_folder(first)
@@ -403,7 +403,7 @@ PADUFES_DX = {'ACK': 'AK', 'BCC': 'BCC', 'MEL': 'MEL', 'NEV': 'NV', 'SCC': 'SCC'
 
 def read_padufes(meta_csv, images=None, skip_missing=False) -> pd.DataFrame:
     "PAD-UFES-20 `metadata.csv` as a table; splits group by patient."
-    df = _read_csv(meta_csv, ['patient_id', 'lesion_id', 'img_id', 'diagnostic'], dtype={'lesion_id': str})
+    df = read_csv_table(meta_csv, ['patient_id', 'lesion_id', 'img_id', 'diagnostic'], dtype={'lesion_id': str})
     df = df.rename(columns={'image': 'image_file', 'source': 'file_source'})  # columns a converted copy may add
     df = _attach_images(df, df.img_id.map(lambda i: Path(str(i)).stem), images, meta_csv, '.png', skip_missing)
     out = make_table(df.assign(label=_map_dx(df.diagnostic, PADUFES_DX, meta_csv), diagnosis='PAD-UFES-20 ' + df.diagnostic,
@@ -432,7 +432,7 @@ def _check_pairs(df:pd.DataFrame, source, skip_bad=False) -> pd.DataFrame:
 # %% ../nbs/01_datasets.ipynb #51291562
 def read_mask_pairs(csv, root=None, skip_bad=False) -> pd.DataFrame:
     "A table with `image` and `mask` columns (paths relative to `root`, default the CSV's folder)."
-    df = _read_csv(csv, ['image', 'mask'])
+    df = read_csv_table(csv, ['image', 'mask'])
     root = Path(root) if root else Path(csv).parent
     return _check_pairs(df.assign(image=[str(root/p) for p in df.image], mask=[str(root/p) for p in df['mask']]), csv, skip_bad)
 

@@ -465,7 +465,7 @@ def _mahalanobis(o, stats):
     return np.einsum('ncd,de,nce->nc', d, stats['precision'], d).min(1)
 
 OOD_SCORES = dict(maxprob=_maxprob, entropy=_entropy, energy=_energy, maxlogit=_maxlogit, mahalanobis=_mahalanobis)
-DEFAULT_OOD_SCORE = 'energy'  # the best mean AUROC on the real near and far shifts of bench/evaluate.py: see 13_evaluation
+DEFAULT_OOD_SCORE = 'energy'  # the best mean AUROC on the real near and far shifts of bench/evaluate.py: see 14_evaluation
 
 # %% ../nbs/05_metrics.ipynb #d60c967f
 def ood_score(method:str, outputs:dict, stats:dict|None=None) -> np.ndarray:

@@ -21,7 +21,7 @@ __all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'OOD_FILE'
            'unfinished_run', 'check_model_dir_free', 'clear_model_dir', 'write_config', 'file_sha256', 'file_hashes',
            'member_hashes', 'verify_files', 'save_model_dir', 'build_model', 'check_config', 'read_config',
            'MeanOfModels', 'fold_members', 'load_model_dir', 'save_ood_stats', 'load_ood_stats', 'inference_plan',
-           'ImageModel', 'paste_map']
+           'pad_placement', 'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -219,6 +219,13 @@ def inference_plan(config:dict, precision:str='auto', layout:str='auto', device=
                       f"{check['top_class_agreement']:.1%}, probabilities differ by up to {check['max_difference']:.3f}); precision auto would use fp32")
     return plan
 
+# %% ../nbs/07_modeldir.ipynb #ac61a7d1
+def pad_placement(size:int, shape) -> tuple:
+    "(x0, y0, x1, y1): where an image of `shape` lies once fastai's padding resize to `size` px (inference, centred) has made it square."
+    resize = Resize(size, method=ResizeMethod.Pad, pad_mode=PadMode.Zeros)
+    ys, xs = np.nonzero(np.asarray(resize(PILMask.create(np.ones(shape[:2], np.uint8)), split_idx=1)))
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
 # %% ../nbs/07_modeldir.ipynb #4a117167
 class ImageModel:
     "A model directory of `task` loaded for inference, with the preprocessing its training images had."
@@ -260,6 +267,15 @@ class ImageModel:
         out = jpeg_roundtrip(out, self.preprocessor.quality)
         return (out, crop) if return_box else out
 
+    def readable(self, paths:list, bs:int, skipped:list):
+        "Yield the readable images of `paths` as lists of (path, RGB array), `bs` at a time; append the others to `skipped` with the reason."
+        for i in range(0, len(paths), bs):
+            imgs = []
+            for p in paths[i:i + bs]:
+                try: imgs.append((p, self.read_image(p)))
+                except (LesionDataError, ValueError, OSError) as e: skipped.append(dict(image=p, reason=str(e)))
+            if imgs: yield imgs
+
     def to_batch(self, imgs) -> torch.Tensor:
         "Prepared RGB arrays as a padded batch in [0, 1], not normalised."
         ts = [torch.from_numpy(np.array(self._resize(PILImage.create(im), split_idx=1))).permute(2, 0, 1) for im in imgs]
@@ -267,8 +283,7 @@ class ImageModel:
 
     def placement(self, shape) -> tuple:
         "(x0, y0, x1, y1): where a prepared image of `shape` lies in its padded batch image."
-        ys, xs = np.nonzero(np.asarray(self._resize(PILMask.create(np.ones(shape[:2], np.uint8)), split_idx=1)))
-        return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        return pad_placement(self.size, shape)
 
     def to_original(self, m:np.ndarray, prepared_shape, crop, shape) -> np.ndarray:
         "Map `m` over the padded input of a prepared image (of `prepared_shape`, from crop box `crop`) as a map over the original of `shape`."

@@ -213,12 +213,8 @@ def overlay_outline(img:np.ndarray, mask:np.ndarray, colour=(0, 255, 0)) -> np.n
 # %% ../nbs/11_segment.ipynb #04d99a38
 def _segment_rows(seg:Segmenter, paths:list, tta:str, bs:int, threshold:float, skipped:list):
     "Yield (path, image, binary mask) for each readable image of `paths`; append the others to `skipped` with the reason."
-    for i in range(0, len(paths), bs):
-        imgs = []
-        for p in paths[i:i + bs]:
-            try: imgs.append((p, seg.read_image(p)))
-            except (LesionDataError, ValueError, OSError) as e: skipped.append(dict(image=p, reason=str(e)))
-        if imgs: yield from ((p, img, prob > threshold) for (p, img), prob in zip(imgs, seg.predict([im for _, im in imgs], tta)))
+    for imgs in seg.readable(paths, bs, skipped):
+        yield from ((p, img, prob > threshold) for (p, img), prob in zip(imgs, seg.predict([im for _, im in imgs], tta)))
 
 # %% ../nbs/11_segment.ipynb #ca1d1bc4
 def lesion_summary(mask:np.ndarray) -> dict:
@@ -226,6 +222,12 @@ def lesion_summary(mask:np.ndarray) -> dict:
     box = largest_region_box(mask)
     return dict(lesion_fraction=float(mask.mean()), lesion_found=box is not None,
                 **dict(zip(('x0', 'y0', 'x1', 'y1'), box or (0, 0, mask.shape[1], mask.shape[0]))))
+
+# %% ../nbs/11_segment.ipynb #071c69b5
+@patch
+def lesion_of(self:Segmenter, img, tta:str='flips', threshold:float=0.5) -> dict:
+    "The lesion of one image (file or RGB array): its box (`x0, y0, x1, y1`), `lesion_fraction` and `lesion_found` (`lesion_summary`)."
+    return lesion_summary(self.predict([img], tta)[0] > threshold)
 
 # %% ../nbs/11_segment.ipynb #bf9719de
 @patch

@@ -89,8 +89,8 @@ def _jitter(rng, colour, amount=18):
     return np.clip(np.asarray(colour, float) + rng.uniform(-amount, amount, 3), 0, 255)
 
 # %% ../nbs/02_synthetic.ipynb #37975a93
-def synth_lesion(label:str, size:int=128, seed:int=0, border:bool|None=None, hair:bool|None=None) -> np.ndarray:
-    "A dermoscopy-like HxWx3 uint8 RGB image of a lesion of class `label`; `border`/`hair` default to random."
+def synth_lesion(label:str, size:int=128, seed:int=0, border:bool|None=None, hair:bool|None=None, return_mask:bool=False) -> np.ndarray:
+    "A dermoscopy-like HxWx3 uint8 RGB image of a lesion of class `label` (and its lesion mask if `return_mask`); `border`/`hair` default to random."
     if label not in CLASS_LOOKS.index: raise ValueError(f"unknown class {label!r}; expected one of {CLASSES}")
     rng = np.random.default_rng(seed)
     look = CLASS_LOOKS.loc[label]
@@ -116,33 +116,37 @@ def synth_lesion(label:str, size:int=128, seed:int=0, border:bool|None=None, hai
         yy, xx = np.mgrid[:size, :size]
         out = np.hypot(xx - size / 2, yy - size / 2) > size * rng.uniform(.5, .62)
         img[out] = 0
-    return img
+    return (img, m > 0.5) if return_mask else img
 
 # %% ../nbs/02_synthetic.ipynb #fd10cd66
 SITES = ['head/neck', 'upper extremity', 'lower extremity', 'anterior torso', 'posterior torso', 'palms/soles']
 
-def _another_view(img, rng):
-    "The same lesion photographed again: a small rotation and shift."
-    s = img.shape[0]
+def _another_view(imgs:list, rng) -> list:
+    "The same lesion photographed again: a small rotation and shift, the same for each of `imgs` (the image and its mask)."
+    s = imgs[0].shape[0]
     M = cv2.getRotationMatrix2D((s / 2, s / 2), rng.uniform(-25, 25), 1.0)
     M[:, 2] += rng.uniform(-.05, .05, 2) * s
-    return cv2.warpAffine(img, M, (s, s), borderMode=cv2.BORDER_REFLECT)
+    return [cv2.warpAffine(im, M, (s, s), borderMode=cv2.BORDER_REFLECT) for im in imgs]
 
 # %% ../nbs/02_synthetic.ipynb #d812ff02
 def make_synthetic(out_dir, n_per_class:int=20, size:int=128, classes=CLASSES, images_per_lesion:int=2, seed:int=0) -> pd.DataFrame:
-    "Write a synthetic dataset (JPEGs and `labels.csv`) to `out_dir` and return its table."
+    "Write a synthetic dataset (JPEGs, `labels.csv`, and each lesion's box in `boxes.csv`) to `out_dir` and return its table."
     out_dir = Path(out_dir); (out_dir/'images').mkdir(parents=True, exist_ok=True)
-    rng, rows = np.random.default_rng(seed), []
+    rng, rows, boxes = np.random.default_rng(seed), [], []
     for cls in classes:
         for k in range(n_per_class):
             lesion = f'SYN_{cls}_{k:04d}'
-            base = synth_lesion(cls, size, seed=int(rng.integers(2**31)))
+            base, mask = synth_lesion(cls, size, seed=int(rng.integers(2**31)), return_mask=True)
             meta = dict(label=cls, lesion_id=lesion, age=float(rng.integers(4, 18) * 5), sex=rng.choice(['male', 'female']),
                         site=rng.choice(SITES))
             for v in range(int(rng.integers(1, images_per_lesion + 1))):
                 name = f'{lesion}_{v}.jpg'
-                save_jpeg(base if v == 0 else _another_view(base, rng), out_dir/'images'/name, quality=92)
+                img, m = (base, mask) if v == 0 else _another_view([base, mask.astype(np.uint8)], rng)
+                save_jpeg(img, out_dir/'images'/name, quality=92)
                 rows.append(dict(image=name, **meta))
+                x, y, w, h = cv2.boundingRect(m.astype(np.uint8))
+                boxes.append(dict(image=name, x0=x, y0=y, x1=x + w, y1=y + h, label=cls))
     df = pd.DataFrame(rows)
+    write_csv(pd.DataFrame(boxes), out_dir/'boxes.csv')
     write_csv(df, out_dir/'labels.csv')
     return df

@@ -33,6 +33,7 @@ class Task:
     losses:tuple = ()            # the losses it offers, the default first
     monitor:str = 'valid_loss'   # the validation metric that picks the best epoch (larger is better)
     takes_positive:bool = False  # whether it learns `Recipe.positive` against the rest
+    checks_precision:bool = True  # whether `precision_check` compares its outputs in reduced precision (outputs that are probabilities)
     def __init__(self, recipe): self.r = recipe
 
     @classmethod
@@ -87,7 +88,8 @@ LR_SCALING = {'linear': lambda n: n, 'sqrt': math.sqrt, 'none': lambda n: 1}  # 
 @dataclasses.dataclass
 class Recipe:
     "Every choice of a training run (saved in the model's config); each field's metadata holds its help."
-    task: str = option('classification', 'classification, binary (positive classes against the rest) or segmentation (a U-Net on image and mask pairs)')
+    task: str = option('classification', 'classification, binary (positive classes against the rest), segmentation (a U-Net on image and mask pairs) '
+                       'or detection (boxes: image, x0, y0, x1, y1, label)')
     arch: str = option('tf_efficientnet_lite0', 'timm architecture')
     pretrained: str = option('auto', 'weights: auto, hub, lite, a file, or none')
     init: str|None = option(None, 'start from this trained model directory instead of pretrained weights: its body, and its head when the classes match')
@@ -112,6 +114,7 @@ class Recipe:
     crop: bool = option(True, 'crop the dermoscope frame')
     colour: str|None = option(None, 'colour normalisation of every image: shades_of_gray (Shades of Gray, p=6) or gamma (gamma 1.2)')
     lesion_margin: float|None = option(None, 'train on lesion-centred crops: the lesion box grown by this fraction on each side')
+    detector: str = option('retinanet', 'detection task: retinanet (one stage) or faster_rcnn (two stages)')
     positive: str|None = option(None, 'binary task: the class, or comma-separated classes, learnt against the rest (MEL; MEL,BCC,SCC)')
     metadata: str|None = option(None, "fuse the table's metadata: auto (the known fields present) or a comma-separated list of columns")
     meta_dropout: float = option(0.3, "probability of hiding all of an image's metadata in training")
@@ -241,7 +244,8 @@ def run_record(r:Recipe, df:pd.DataFrame, plan:dict) -> dict:
 # %% ../nbs/08_train.ipynb #4493e9a6
 def record_differences(saved:dict, now:dict) -> list:
     "What differs between run records `saved` and `now`, one phrase per field ('epochs 6, now 8')."
-    fields = [(k, saved[part].get(k), v) for part in ('recipe', 'compute') for k, v in now[part].items()]
+    defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}  # a field added since the run started had its default
+    fields = [(k, saved[part].get(k, defaults.get(k) if part == 'recipe' else None), v) for part in ('recipe', 'compute') for k, v in now[part].items()]
     diffs = [f"{k} {a}, now {b}" for k, a, b in fields if a != b]
     if saved.get('folds') != now.get('folds'): diffs.append(f"folds {saved.get('folds')}, now {now.get('folds')}")
     if saved['data'] != now['data']: diffs.append(f"another table or split ({saved['data']['rows']} rows, now {now['data']['rows']})")
@@ -317,7 +321,7 @@ def finish_run(learn:Learner, task:Task, df:pd.DataFrame, out:Path, config:dict,
     "Evaluate the trained `learn` (the task's results and the precision check), save the model directory `out` with `config` completed, end the run; return the config."
     res = task.results(learn, learn.dls, df, out)
     res['valid']['best_epoch'] = best_epoch
-    config = {**config, 'precision_check': precision_check(learn), **res}
+    config = {**config, 'precision_check': precision_check(learn) if task.checks_precision else None, **res}
     save_model_dir(learn, out, config, force=True, export_pickle=export_pickle)  # the run's own folder, checked when it started
     for f in (CHECKPOINT, RUN_FILE): (out/f).unlink(missing_ok=True)
     tracker.finish(out, config)

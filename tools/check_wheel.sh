@@ -17,5 +17,5 @@ python -m venv --system-site-packages "$work/venv"
 "$work/venv/bin/pip" install -q --no-deps "$wheel"
 cd "$work"   # away from the checkout, so that only the installed wheel can be imported
 "$work/venv/bin/python" -c "import lesion_analysis, sys; p = lesion_analysis.__file__; assert p.startswith('$work/venv'), p; print('imported', lesion_analysis.__version__, 'from', p)"
-"$work/venv/bin/python" -c "from lesion_analysis.train import task_for; from lesion_analysis.modeldir import model_builder; task_for('segmentation'); model_builder('fusion'); print('tasks and networks found through the entry points')"
+"$work/venv/bin/python" -c "from lesion_analysis.train import task_for; from lesion_analysis.modeldir import model_builder; task_for('segmentation'); task_for('detection'); model_builder('fusion'); model_builder('detector'); print('tasks and networks found through the entry points')"
 "$work/venv/bin/lesion-analysis" --help >/dev/null && echo "lesion-analysis --help works from the wheel"
