@@ -143,10 +143,10 @@ def detector_network(kind:str, arch:str, n_classes:int, size:int, pretrained='au
 
 # %% ../nbs/12_detect.ipynb #af97c049
 def to_targets(boxes, labels, size:int) -> list:
-    "fastai's padded batch of boxes (in [-1, 1]) and labels (0: padding) as torchvision targets in pixels of the `size` px input; boxes under a pixel dropped."
+    "fastai's padded batch of boxes (in [-1, 1]) and labels (0: padding) as torchvision targets in pixels of the `size` px input, clipped to it; boxes under a pixel dropped."
     res = []
     for b, l in zip(torch.as_tensor(boxes).as_subclass(torch.Tensor), torch.as_tensor(labels).as_subclass(torch.Tensor)):  # not fastai's tensor types
-        b = (b.float() + 1) * size / 2
+        b = ((b.float() + 1) * size / 2).clamp(0, size)  # a rotation or zoom can carry a corner past the edge
         keep = (l > 0) & (b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)
         res.append(dict(boxes=b[keep], labels=l[keep].long()))
     return res
