@@ -11,30 +11,16 @@ Intervals: 95% lesion bootstrap.
 
     python bench/binary.py [--size 128] [--epochs 3] [--retrain] [--bootstrap 1000]
 """
-import argparse, dataclasses, json, time
+import argparse
 import numpy as np, pandas as pd
-from common import lesions, report, RESULTS
+from common import lesions, report, with_interval, train_once, RESULTS
 from lesion_analysis import datasets as ds
-from lesion_analysis.train import train, Recipe
+from lesion_analysis.train import Recipe
 from lesion_analysis.infer import Classifier, predict, combine_binary
-from lesion_analysis.metrics import binary_auc, grouped_bootstrap, balanced_accuracy, binary_figures
+from lesion_analysis.metrics import binary_auc, balanced_accuracy, binary_figures
 
 MODELS = RESULTS/'models'/'binary'
 POSITIVES = ('MEL', 'BKL')
-
-def trained(df, name:str, recipe:Recipe, retrain:bool) -> tuple:
-    "`(Classifier, training minutes or None)` of model `name` with `recipe` on split table `df`, trained unless already there with this recipe."
-    out = MODELS/name
-    cfg = out/'config.json'
-    if retrain or not cfg.is_file() or json.loads(cfg.read_text())['recipe'] != dataclasses.asdict(recipe):
-        t0 = time.time(); train(df, out, recipe, cache=RESULTS/'cache', force=True)
-        return Classifier(out), round((time.time() - t0) / 60, 1)
-    return Classifier(out), None
-
-def with_interval(fn, y, s, groups, n_boot:int) -> dict:
-    "`fn(y, s)` with its lesion-bootstrap 95% interval."
-    lo, hi = grouped_bootstrap(fn, y, s, groups, n_boot)
-    return dict(value=round(float(fn(y, s)), 4), ci=[round(lo, 4), round(hi, 4)])
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,7 +35,8 @@ def main():
     base = dict(size=a.size, freeze_epochs=1, epochs=a.epochs, seed=42)
     models, minutes = {}, {}
     for name, r in [('multiclass', Recipe(**base)), *((f'binary-{c}', Recipe(task='binary', positive=c, **base)) for c in POSITIVES)]:
-        models[name], minutes[name] = trained(df, name, r, a.retrain)
+        minutes[name] = train_once(df, MODELS/name, r, a.retrain)
+        models[name] = Classifier(MODELS/name)
         print(f"{name}: {'trained in %.1f min' % minutes[name] if minutes[name] else 'already trained'}", flush=True)
     multi = models['multiclass']
     probs = predict(multi, valid, progress=False)[multi.classes].to_numpy()

@@ -1,8 +1,10 @@
 "Shared helpers of the benchmarks: the shared data, timing, and writing results."
-import json, os, platform, sys, time
+import dataclasses, json, os, platform, sys, time
 from pathlib import Path
 import torch
 from lesion_analysis.core import atomic_write, shared_data
+from lesion_analysis.metrics import grouped_bootstrap
+from lesion_analysis.train import train
 
 RESULTS = Path(__file__).parent/'results'
 
@@ -27,3 +29,15 @@ def report(name:str, figures:dict) -> Path:
     with atomic_write(out) as tmp: tmp.write_text(json.dumps(doc, indent=2, default=str))
     print(json.dumps(figures, indent=2, default=str)); print(f"written to {out}")
     return out
+
+def with_interval(fn, y, p, groups, n:int=1000) -> dict:
+    "`fn(y, p)` with its 95% bootstrap interval over whole `groups` (lesions), rounded."
+    lo, hi = grouped_bootstrap(fn, y, p, groups, n)
+    return dict(value=round(float(fn(y, p)), 4), ci=[round(lo, 4), round(hi, 4)])
+
+def train_once(df, out:Path, recipe, retrain:bool=False) -> float|None:
+    "Train `recipe` on table `df` into model directory `out` unless it already holds that recipe (or `retrain`); the training minutes, or None when reused."
+    cfg = out/'config.json'
+    if not retrain and cfg.is_file() and json.loads(cfg.read_text())['recipe'] == dataclasses.asdict(recipe): return None
+    t0 = time.time(); train(df, out, recipe, cache=RESULTS/'cache', force=True)
+    return round((time.time() - t0) / 60, 1)

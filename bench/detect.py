@@ -11,29 +11,18 @@ scored on the validation images that have one:
 
     python bench/detect.py [--size 256] [--epochs 4] [--retrain] [--bootstrap 1000]
 """
-import argparse, dataclasses, json, time
+import argparse, json, time
 import numpy as np, pandas as pd
-from common import lesions, report, RESULTS
+from common import lesions, report, with_interval, train_once, RESULTS
 from lesion_analysis.core import shared_data
 from lesion_analysis import datasets as ds
-from lesion_analysis.train import train, Recipe
+from lesion_analysis.train import Recipe
 from lesion_analysis.detect import read_boxes, Detector
 from lesion_analysis.infer import Classifier, predict
-from lesion_analysis.metrics import balanced_accuracy, grouped_bootstrap
+from lesion_analysis.metrics import balanced_accuracy
 
 MODELS = RESULTS/'models'/'detect'
 CLASSIFIER = RESULTS/'models'/'binary'/'multiclass'  # bench/binary.py's multi-class model: the same split
-
-def trained(df, out, recipe:Recipe, retrain:bool, **kw) -> float|None:
-    "Train `recipe` on `df` into `out` unless it already holds that recipe; training minutes, or None when reused."
-    cfg = out/'config.json'
-    if not retrain and cfg.is_file() and json.loads(cfg.read_text())['recipe'] == dataclasses.asdict(recipe): return None
-    t0 = time.time(); train(df, out, recipe, cache=RESULTS/'cache', force=True, **kw)
-    return round((time.time() - t0) / 60, 1)
-
-def with_interval(fn, y, p, groups, n:int) -> dict:
-    lo, hi = grouped_bootstrap(fn, y, p, groups, n)
-    return dict(value=round(float(fn(y, p)), 4), ci=[round(lo, 4), round(hi, 4)])
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +41,7 @@ def main():
     figures, minutes = {}, {}
     for kind in a.detectors:
         out = MODELS/kind
-        minutes[kind] = trained(boxes, out, Recipe(task='detection', detector=kind, size=a.size, bs=16, freeze_epochs=1, epochs=a.epochs, seed=42), a.retrain)
+        minutes[kind] = train_once(boxes, out, Recipe(task='detection', detector=kind, size=a.size, bs=16, freeze_epochs=1, epochs=a.epochs, seed=42), a.retrain)
         v = json.loads((out/'config.json').read_text())['valid']
         figures[kind] = {k: round(v[k], 4) for k in ('map_50', 'map', 'mean_iou', 'balanced_accuracy', 'top1', 'top3')}
         print(kind, figures[kind], f"trained in {minutes[kind]} min" if minutes[kind] else 'already trained', flush=True)
@@ -80,7 +69,7 @@ def main():
     det = Detector(MODELS/'retinanet')
     t0 = time.time(); found = det.lesion_boxes(split); boxes_minutes = round((time.time() - t0) / 60, 1)
     print(f"RetinaNet boxes for {len(found)} images in {boxes_minutes} min ({int(found.lesion_found.sum())} found)", flush=True)
-    minutes['lesion crops'] = trained(found, MODELS/'crops-classifier', crop_recipe, a.retrain)
+    minutes['lesion crops'] = train_once(found, MODELS/'crops-classifier', crop_recipe, a.retrain)
     crops = {}
     for name, m in (('frame crops', CLASSIFIER), ('lesion crops from the RetinaNet', MODELS/'crops-classifier')):
         c = Classifier(m); vp = pd.read_csv(m/'valid_preds.csv')
