@@ -16,10 +16,12 @@ import lesion_analysis
 from .core import *
 from .infer import Classifier, model_unk_rule, rescale_default, combine_binary
 from .interpret import gradcam, prepare_for_maps, item_to_original, overlay, png_bytes
-from .detect import lesion_finder
+from .modeldir import read_config, config_task
+from .detect import lesion_finder, Detector, draw_boxes, BOX_COLUMNS
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'BodyLimit', 'binary_models', 'create_app', 'app_from_env']
+__all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'BodyLimit', 'binary_models', 'service_app', 'create_app',
+           'detector_app', 'app_from_env']
 
 # %% ../nbs/16_serve.ipynb #b73e0283
 def metadata_fields(clf:Classifier) -> dict:
@@ -105,27 +107,18 @@ def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|N
         res['gradcam_png'] = base64.b64encode(png_bytes(overlay(orig, m))).decode()
     return res
 
-# %% ../nbs/16_serve.ipynb #ec179d77
-def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk_method:str='auto', segmenter=None,
-               max_decodes:int=2, upload_timeout:float=30., overlay_side:int=1024, precision:str='auto', layout:str='auto',
-               calibrated:bool=True, binary=()) -> FastAPI:
-    "The web service for the model directory `model_dir` (combined with the `binary` model directories; `segmenter`: a segmentation or detection model directory that finds the lesion, for a lesion-crop model or to return its box), computing in `precision` and `layout`, with the models' temperature when `calibrated` and UNK by score `unk_method` ('auto': the model's default)."
-    clf = Classifier(model_dir, precision=precision, layout=layout, calibrated=calibrated)
-    if clf.positive: raise LesionDataError(model_dir, "is a binary model: serve a multi-class model, with binary models beside it (--binary)")
-    bins = binary_models(binary, clf.classes, precision=precision, layout=layout, calibrated=calibrated)
-    seg = lesion_finder(segmenter, precision=precision, layout=layout) if segmenter else None
-    if clf.preprocessor.lesion_margin is not None and seg is None:
-        raise LesionDataError(model_dir, "was trained on lesion-centred crops: serve it with a segmentation model (--segmenter)")
-    unk = None if 'UNK' in clf.classes or not (clf.path/'valid_preds.csv').exists() else model_unk_rule(clf, unk_method)
-    info, limit = model_info(clf, unk, bins), int(max_upload_mb * 2**20)
+# %% ../nbs/16_serve.ipynb #7c206177
+def service_app(model, info:dict, answer, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, max_decodes:int=2, upload_timeout:float=30.) -> FastAPI:
+    "The web service around loaded `model` (described by `info`, `GET /model`): `answer(img, tta, gradcam, meta)` answers each upload, bounded as `BodyLimit` and the limits say."
+    limit = int(max_upload_mb * 2**20)
     app = FastAPI(title='lesion_analysis', version=lesion_analysis.__version__,
-                  description='Skin-lesion classification with Grad-CAM. A research tool, not a diagnosis.')
-    app.state.classifier = clf
+                  description='Skin-lesion classification and detection. A research tool, not a diagnosis.')
+    app.state.model = model
     app.add_middleware(BodyLimit, limit=limit + 64 * 1024, timeout=upload_timeout)  # the form's other fields get 64 KiB
     decodes = threading.BoundedSemaphore(max_decodes)
 
     def decode(data:bytes, name:str) -> np.ndarray:
-        with decodes: return load_image(data, max_pixels, name=name, min_side=clf.decode_side)
+        with decodes: return load_image(data, max_pixels, name=name, min_side=model.decode_side)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc): return _error(422, '; '.join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
@@ -137,11 +130,11 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
     def health(): return {'status': 'ok', 'model': info['name']}
 
     @app.get('/model')
-    def model(): return info
+    def model_(): return info
 
     @app.post('/predict')
     async def predict(request:Request, file:UploadFile=File(..., description='the image'), tta:str=Form('none', pattern='^(none|flips|paper)$'),
-                      gradcam:bool=Form(False, description='add a Grad-CAM overlay (PNG, base64) of the top class')):
+                      gradcam:bool=Form(False, description='add a Grad-CAM overlay (PNG, base64) of the top class (a detector: its boxes drawn)')):
         form = await request.form()  # the metadata fields are optional form fields named as in GET /model
         if (n := len(form.getlist('file'))) > 1: return _error(400, f"one image per request: the form has {n} 'file' fields")
         data = await file.read(limit + 1)
@@ -152,7 +145,7 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
         except LesionDataError as e: return _error(400, str(e))
         t0 = time.perf_counter()
         meta = {c: form[c] for c in info['metadata_fields'] if isinstance(form.get(c), str) and form[c].strip()}
-        res = await run_in_threadpool(_classify, clf, img, tta, gradcam, unk, meta, seg, overlay_side, bins)
+        res = await run_in_threadpool(answer, img, tta, gradcam, meta)
         return dict(**res, model=dict(name=info['name'], version=info['version'], arch=info['arch']),
                     milliseconds=round((time.perf_counter() - t0) * 1000, 1), disclaimer=DISCLAIMER)
 
@@ -160,6 +153,48 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
     def page(): return PAGE.replace('{{TITLE}}', f"lesion_analysis: {info['name']} ({info['arch']})")
 
     return app
+
+# %% ../nbs/16_serve.ipynb #ec179d77
+def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk_method:str='auto', segmenter=None,
+               max_decodes:int=2, upload_timeout:float=30., overlay_side:int=1024, precision:str='auto', layout:str='auto',
+               calibrated:bool=True, binary=()) -> FastAPI:
+    "The web service for the model directory `model_dir` (combined with the `binary` model directories; `segmenter`: a segmentation or detection model directory that finds the lesion, for a lesion-crop model or to return its box), computing in `precision` and `layout`, with the models' temperature when `calibrated` and UNK by score `unk_method` ('auto': the model's default); a detection model directory is served by `detector_app`."
+    limits = dict(max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_decodes=max_decodes, upload_timeout=upload_timeout)
+    if config_task(read_config(model_dir), Path(model_dir)/'config.json') == 'detection': return detector_app(model_dir, overlay_side, precision, layout, **limits)
+    clf = Classifier(model_dir, precision=precision, layout=layout, calibrated=calibrated)
+    if clf.positive: raise LesionDataError(model_dir, "is a binary model: serve a multi-class model, with binary models beside it (--binary)")
+    bins = binary_models(binary, clf.classes, precision=precision, layout=layout, calibrated=calibrated)
+    seg = lesion_finder(segmenter, precision=precision, layout=layout) if segmenter else None
+    if clf.preprocessor.lesion_margin is not None and seg is None:
+        raise LesionDataError(model_dir, "was trained on lesion-centred crops: serve it with a segmentation model (--segmenter)")
+    unk = None if 'UNK' in clf.classes or not (clf.path/'valid_preds.csv').exists() else model_unk_rule(clf, unk_method)
+    answer = lambda img, tta, gradcam, meta: _classify(clf, img, tta, gradcam, unk, meta, seg, overlay_side, bins)
+    return service_app(clf, model_info(clf, unk, bins), answer, **limits)
+
+# %% ../nbs/16_serve.ipynb #5609edbc
+def _detect(det:Detector, img:np.ndarray, want_boxes:bool, overlay_side:int=1024) -> dict:
+    "A detector's answer for one decoded image: its boxes (best first), the top box's class as the top class, each class's best box score; the boxes drawn if `want_boxes`."
+    boxes = det.detect([img])[0]
+    best = {c: max((b['score'] for b in boxes if b['label'] == c), default=0.) for c in det.classes}
+    top = boxes[0] if boxes else None
+    res = dict(boxes=boxes[:10], probabilities={c: best.get(c, 0.) for c in CLASSES}, scores_are='the best box score of each class (not probabilities)',
+               top_class=top and top['label'], top_class_name=top and CLASS_NAMES[top['label']], top_probability=top['score'] if top else 0.,
+               unk=dict(flagged=False, score=None, threshold=None, method=None))
+    if want_boxes:
+        s = min(1., overlay_side / max(img.shape[:2]))  # the answer stays small, whatever the upload's size
+        small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA) if s < 1 else img
+        res['gradcam_png'] = base64.b64encode(png_bytes(draw_boxes(small, [{**b, **{c: b[c] * s for c in BOX_COLUMNS}} for b in boxes[:3]]))).decode()
+    return res
+
+# %% ../nbs/16_serve.ipynb #d50ce26b
+def detector_app(model_dir, overlay_side:int=1024, precision:str='auto', layout:str='auto', **limits) -> FastAPI:
+    "The web service for a detection model directory: each answer is the image's boxes and the class of the top one; the overlay (`gradcam`) draws the three best boxes."
+    det = Detector(model_dir, precision=precision, layout=layout)
+    c = det.config
+    info = dict(name=det.path.name, version=c.get('trained'), task='detection', arch=c['arch'], detector=c['recipe']['detector'], classes=det.classes,
+                class_names={k: CLASS_NAMES[k] for k in det.classes}, input_size=det.size, preprocess=c['preprocess'], metadata_fields={},
+                data=c.get('data'), validation=c.get('valid'), compute=det.plan, library_version=lesion_analysis.__version__)
+    return service_app(det, info, lambda img, tta, gradcam, meta: _detect(det, img, gradcam, overlay_side), **limits)
 
 # %% ../nbs/16_serve.ipynb #23a6348b
 DISCLAIMER = 'Research tool, not a medical device: this output is not a diagnosis.'
@@ -194,7 +229,7 @@ must not be used to decide on the care of a patient.</p>
 <label>Test-time augmentation <select id="tta"><option>none</option><option>flips</option><option>paper</option></select></label>
 <fieldset id="meta" hidden><legend>Patient and lesion (optional: leave unknown fields empty)</legend></fieldset>
 <p id="status"></p>
-<div class="row"><div><h3>Image</h3><img id="preview" alt=""></div><div><h3>Where the model looked (Grad-CAM)</h3><img id="heatmap" alt=""></div>
+<div class="row"><div><h3>Image</h3><img id="preview" alt=""></div><div><h3 id="maphead">Where the model looked (Grad-CAM)</h3><img id="heatmap" alt=""></div>
 <div><h3>Probabilities</h3><div id="bars"></div><p id="top"></p></div></div>
 <script>
 const $ = id => document.getElementById(id);
@@ -217,6 +252,7 @@ async function send(file){
   } catch (e) { $('status').className = 'error'; $('status').textContent = String(e); }
 }
 fetch('model').then(r => r.json()).then(m => {
+  if (m.task === 'detection') $('maphead').textContent = 'The lesion boxes found (the three best)';
   for (const [name, f] of Object.entries(m.metadata_fields || {})) {
     const l = document.createElement('label'); l.textContent = name + ' ';
     const el = document.createElement(f.type === 'number' ? 'input' : 'select'); el.name = name;

@@ -63,6 +63,11 @@ def test_detector_feeds_lesion_crops_and_the_service(detector, tmp_path):
     img = sorted((syn/'images').glob('*.jpg'))[0].read_bytes()
     j = client.post('/predict', files={'file': ('x.jpg', img, 'image/jpeg')}).json()
     assert {'x0', 'y0', 'x1', 'y1', 'lesion_label', 'lesion_score'} <= set(j['lesion']) and j['lesion']['x1'] <= 40
+    alone = TestClient(create_app(out))  # the detector served on its own: its boxes, the top box's class, the boxes drawn
+    assert alone.get('/model').json()['task'] == 'detection'
+    j = alone.post('/predict', files={'file': ('x.jpg', img, 'image/jpeg')}, data={'gradcam': 'true'}).json()
+    assert j['boxes'] and j['top_class'] == j['boxes'][0]['label'] and j['top_probability'] == j['boxes'][0]['score'] and j['gradcam_png']
+    assert all(0 <= b['x0'] < b['x1'] <= 40 for b in j['boxes']) and 'not probabilities' in j['scores_are']
 
 def test_detection_bad_input(detector, tmp_path):
     syn, out, _ = detector
