@@ -16,7 +16,7 @@ import lesion_analysis
 from .core import *
 from .infer import Classifier, model_unk_rule, rescale_default, combine_binary
 from .interpret import gradcam, prepare_for_maps, item_to_original, overlay, png_bytes
-from .modeldir import read_config, config_task
+from .modeldir import read_config, config_task, check_config
 from .detect import lesion_finder, Detector, draw_boxes, BOX_COLUMNS
 
 # %% auto #0
@@ -160,7 +160,8 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
                calibrated:bool=True, binary=()) -> FastAPI:
     "The web service for the model directory `model_dir` (combined with the `binary` model directories; `segmenter`: a segmentation or detection model directory that finds the lesion, for a lesion-crop model or to return its box), computing in `precision` and `layout`, with the models' temperature when `calibrated` and UNK by score `unk_method` ('auto': the model's default); a detection model directory is served by `detector_app`."
     limits = dict(max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_decodes=max_decodes, upload_timeout=upload_timeout)
-    if config_task(read_config(model_dir), Path(model_dir)/'config.json') == 'detection': return detector_app(model_dir, overlay_side, precision, layout, **limits)
+    check_config(cfg := read_config(model_dir), Path(model_dir)/'config.json')  # a malformed config: one clear line, whatever the model
+    if config_task(cfg, Path(model_dir)/'config.json') == 'detection': return detector_app(model_dir, overlay_side, precision, layout, **limits)
     clf = Classifier(model_dir, precision=precision, layout=layout, calibrated=calibrated)
     if clf.positive: raise LesionDataError(model_dir, "is a binary model: serve a multi-class model, with binary models beside it (--binary)")
     bins = binary_models(binary, clf.classes, precision=precision, layout=layout, calibrated=calibrated)
