@@ -413,7 +413,7 @@ def positive_name(positive) -> str:
 # %% ../nbs/05_metrics.ipynb #4bbf4e53
 def binary_column(src) -> str|None:
     "The positive group of a binary model's prediction CSV or table (its one column besides `image` names classes: MEL, MEL+BCC+SCC), else None."
-    cols = [c for c in _frame(src, 'predictions')[0].columns if c != 'image']
+    cols = [c for c in (src if isinstance(src, pd.DataFrame) else _frame(src, 'predictions')[0]).columns if c != 'image']  # a table: not copied
     if len(cols) != 1: return None
     try: return cols[0] if positive_name(cols[0]) == cols[0] else None
     except ValueError: return None
