@@ -4,8 +4,8 @@ On the models of bench/train.py (`--models`; `recipe` is the default recipe, tra
 trained with `--precision bf16` may sit beside it): the model's own reduced-precision check from training, and `predict` in
 this machine's reduced precision (bf16 on a CPU with bf16 instructions) against fp32 on every validation image. Then
 throughput, side by side in one run, best of `--repeats`: `predict` (JPEG decoding, preprocessing, batching and the forward
-pass) in fp32 with the default layout (the library before the precision choice), in the default precision and layout, and in
-the reduced precision, against a bare fp32 forward pass on the already decoded, preprocessed and normalised tensors, at
+pass) in fp32 with the default layout (the library before the precision choice), in the default precision and layout, in
+the reduced precision, and in ONNX Runtime (`runtime='onnx'`, as for a directory written by `export`), against a bare fp32 forward pass on the already decoded, preprocessed and normalised tensors, at
 batch 32 (128 images) and at batch 1 (32 images).
 
     python bench/predict_speed.py [--models recipe,recipe-bf16] [--repeats 2]
@@ -44,7 +44,7 @@ def speed_figures(path, images, repeats) -> dict:
                 for i in range(0, n, bs): ref.model(x[i:i + bs])
         runs = {'bare_fp32_forward': bare}
         for name, kw in (('predict_fp32_contiguous', dict(precision='fp32', layout='contiguous')), ('predict_default', {}),
-                         (f'predict_{REDUCED}', dict(precision=REDUCED))):
+                         (f'predict_{REDUCED}', dict(precision=REDUCED)), ('predict_onnxruntime', dict(runtime='onnx'))):
             clf = Classifier(path, **kw)
             runs[name] = lambda clf=clf: predict(clf, imgs, bs=bs, rescale=False, progress=False)
         best = {k: 0. for k in runs}

@@ -13,7 +13,8 @@ __all__ = ['COMMANDS', 'OOD_CHOICES', 'SELECTION_CHOICES', 'QUIET_WARNINGS', 'co
            'add_recipe_args', 'recipe_from', 'train_args', 'rank0', 'launch_processes', 'run_train', 'compare_args',
            'run_compare', 'predict_args', 'run_predict', 'evaluate_args', 'run_evaluate', 'ensemble_args',
            'run_ensemble', 'explain_args', 'run_explain', 'add_image_args', 'segment_args', 'run_segment',
-           'detect_args', 'run_detect', 'serve_args', 'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
+           'detect_args', 'run_detect', 'export_args', 'run_export', 'serve_args', 'api_key', 'run_serve', 'demo_args',
+           'run_demo', 'parser', 'main']
 
 # %% ../nbs/19_cli.ipynb #6a457ee5
 COMMANDS = {}
@@ -108,11 +109,13 @@ def run_preprocess(a):
     return out
 
 # %% ../nbs/19_cli.ipynb #ab6ac0c5
-def add_compute_args(p):
-    "`--precision` and `--layout`: how the model computes (`learner.compute_plan`; its choices, written out: usage errors answer before torch loads)."
+def add_compute_args(p, runtime:bool=False):
+    "`--precision`, `--layout` (and for inference the `--runtime`): how the model computes (`learner.compute_plan`, `modeldir.RUNTIMES`; their choices, written out: usage errors answer before torch loads)."
     p.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto', help='auto (default): bf16 on a CPU with bf16 instructions or a GPU that '
                    'has it, fp16 mixed precision on other GPUs, else fp32; weights stay fp32 whatever is chosen')
     p.add_argument('--layout', choices=('auto', 'channels_last', 'contiguous'), default='auto', help='memory layout (auto: channels_last, except fp32 on a GPU)')
+    if runtime: p.add_argument('--runtime', choices=('auto', 'torch', 'onnx'), default='auto', help='auto (default): ONNX Runtime for a directory written by '
+                               'lesion-analysis export, else PyTorch; onnx: a PyTorch directory is exported as it loads (seconds; export does it once)')
 
 # %% ../nbs/19_cli.ipynb #ad489641
 OOD_CHOICES = ('maxprob', 'entropy', 'energy', 'maxlogit', 'mahalanobis')  # metrics.OOD_SCORES, written out: usage errors answer before torch loads
@@ -254,7 +257,7 @@ def predict_args(p):
     p.add_argument('--segmenter', type=Path, help='segmentation or detection model directory that finds the lesions, for a model trained on lesion crops')
     p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=32)
-    add_compute_args(p)
+    add_compute_args(p, runtime=True)
     add_dask_args(p, 'this process')
     p.add_argument('--partition', type=int, default=512, metavar='ROWS', help='rows of the table a task predicts (and a rerun resumes after; default 512)')
     return run_predict
@@ -264,7 +267,7 @@ def run_predict(a):
     from lesion_analysis import datasets as ds
     from lesion_analysis.infer import predict_models, predict_combined, to_isic
     df = ds.read_inputs(a.inputs, a.images, skip_missing=True, labels=False, recursive=a.recursive)
-    kw = dict(bs=a.bs, tta=a.tta, priors=a.priors, unk=a.unk, segmenter=_segmenter(a.segmenter, a), precision=a.precision, workers=a.workers,
+    kw = dict(bs=a.bs, tta=a.tta, priors=a.priors, unk=a.unk, segmenter=_segmenter(a.segmenter, a), precision=a.precision, runtime=a.runtime, workers=a.workers,
               scheduler=a.scheduler, partition=a.partition, calibrated=not a.uncalibrated)
     res = predict_combined(a.model, a.binary, df, a.out, **kw) if a.binary else predict_models([a.model], df, a.out, **kw)[0]
     flagged = f", {int(res.unk_flag.sum())} flagged UNK" if 'unk_flag' in res else ''
@@ -292,7 +295,7 @@ def evaluate_args(p):
     p.add_argument('--threshold', type=float, default=0.5, help="binary predictions: the threshold whose sensitivity and specificity are reported "
                    "(beside those reaching 80, 90 and 95%% sensitivity; default 0.5)")
     add_calibration_args(p)
-    add_compute_args(p)
+    add_compute_args(p, runtime=True)
     return run_evaluate
 
 # %% ../nbs/19_cli.ipynb #f1e4257d
@@ -319,7 +322,7 @@ def run_evaluate(a):
         print((a.out/'metrics.md').read_text() + f"report: {a.out/'report.html'}" + ''.join(f"\nnote: {n}" for n in s['notes']))
         return s
     shifts = dict(_shift_images(s) for s in a.ood)
-    model = Classifier(a.model, precision=a.precision, layout=a.layout, calibrated=not a.uncalibrated) if a.model else None
+    model = Classifier(a.model, precision=a.precision, layout=a.layout, calibrated=not a.uncalibrated, runtime=a.runtime) if a.model else None
     meta = ds.read_table(a.meta or a.truth, images=a.images if a.model else None, label_col=None, skip_missing=True)
     s = evaluation_report(a.truth, a.preds, a.out, meta, model, shifts=shifts, n_boot=a.bootstrap)
     print((a.out/'metrics.md').read_text())
@@ -346,14 +349,14 @@ def ensemble_args(p):
     p.add_argument('--tta', choices=['none', 'fastai', 'paper', 'flips'], default='none')
     p.add_argument('--priors', choices=['auto', 'rescale', 'keep'], default='auto', help='prior rescaling of the model members (see predict)')
     p.add_argument('--bs', type=int, default=32)
-    add_compute_args(p)
+    add_compute_args(p, runtime=True)
     return run_ensemble
 
 # %% ../nbs/19_cli.ipynb #49bd6d1d
 def run_ensemble(a):
     from lesion_analysis.infer import ensemble_members
     res = ensemble_members(a.members, a.out, a.inputs, a.images, a.method, a.weights, a.select, a.tta, a.priors, a.bs, a.precision, a.search,
-                           a.max_size, a.metric)
+                           a.max_size, a.metric, a.runtime)
     if s := res.attrs['selection']:
         on = s['chosen_on']
         print(f"{s['search']} selection: {s['chosen']} ({s['metric']} {s['score']:.4f}), chosen on the {on['images']} images of {on['truth']}"
@@ -410,7 +413,7 @@ def add_image_args(p):
     p.add_argument('--images-dir', dest='images_dir', type=Path, help='folder the image column of a table is relative to')
     p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=16)
-    add_compute_args(p)
+    add_compute_args(p, runtime=True)
 
 # %% ../nbs/19_cli.ipynb #4614340d
 @command('segment', 'segment lesions with a segmentation model directory: binary masks, overlays and lesion boxes')
@@ -427,7 +430,7 @@ def segment_args(p):
 def run_segment(a):
     from lesion_analysis import datasets as ds
     from lesion_analysis.segment import segment_images, Segmenter
-    seg = Segmenter(a.model, precision=a.precision, layout=a.layout)  # a bad model directory fails before the inputs are read
+    seg = Segmenter(a.model, precision=a.precision, layout=a.layout, runtime=a.runtime)  # a bad model directory fails before the inputs are read
     df = ds.read_inputs(a.images, a.images_dir, skip_missing=True, labels=False, recursive=a.recursive)
     res = segment_images(seg, df.image, a.out, a.tta, a.bs, a.threshold, skipped=df.attrs['skipped'])
     skipped = res.attrs['skipped']
@@ -448,13 +451,38 @@ def detect_args(p):
 def run_detect(a):
     from lesion_analysis import datasets as ds
     from lesion_analysis.detect import Detector, detect_images
-    det = Detector(a.model, precision=a.precision, layout=a.layout)  # a bad model directory fails before the inputs are read
+    det = Detector(a.model, precision=a.precision, layout=a.layout, runtime=a.runtime)  # a bad model directory fails before the inputs are read
     df = ds.read_inputs(a.images, a.images_dir, skip_missing=True, labels=False, recursive=a.recursive)
     res = detect_images(det, df.image, a.out, a.min_score, a.bs, skipped=df.attrs['skipped'])
     skipped = res.attrs['skipped']
     print(f"{res.image.nunique()} images, {int(res['rank'].notna().sum())} boxes, written to {a.out/'detections.csv'} with overlays; {len(skipped)} skipped"
           + (f" (reasons in {a.out/'skipped.csv'})" if skipped else ''))
     return res
+
+# %% ../nbs/19_cli.ipynb #ab5722c5
+@command('export', 'write a model directory for ONNX Runtime, which predict, evaluate, ensemble and serve then run without PyTorch weights')
+def export_args(p):
+    p.add_argument('model', type=Path, help='model directory: a classifier (multi-class, binary, fusion, a fold ensemble) or a segmentation model')
+    p.add_argument('--out', type=Path, required=True, help='new folder for the exported model directory')
+    p.add_argument('--format', choices=('onnx',), default='onnx', help='onnx (the only one)')
+    p.add_argument('--quantize', choices=('int8',), help='int8 weights and activations (ONNX Runtime static quantisation; needs --calibration)')
+    p.add_argument('--calibration', type=Path, nargs='+', metavar='IMAGES', help='images the int8 activations are calibrated on: a table CSV, a folder or files (64 are used)')
+    p.add_argument('--images', type=Path, help='folder the image column of a --calibration table is relative to')
+    p.add_argument('--force', action='store_true', help='overwrite a model already in --out')
+    return run_export
+
+# %% ../nbs/19_cli.ipynb #b2bcae89
+def run_export(a):
+    from lesion_analysis import datasets as ds
+    from lesion_analysis.infer import export_model
+    from lesion_analysis.modeldir import read_config
+    calibration = ds.read_inputs(a.calibration, a.images, skip_missing=True, labels=False).image if a.calibration else None
+    out = export_model(a.model, a.out, a.quantize, calibration, a.force)
+    o = read_config(out)['onnx']
+    kind = f"int8, calibrated on {o['calibration_images']} images" if o['quantized'] else 'fp32'
+    print(f"exported {a.model} to {out/'model.onnx'} ({(out/'model.onnx').stat().st_size / 2**20:.1f} MB, {kind}, {o['exporter']} exporter) in {o['seconds']} s; "
+          f"predict, evaluate, ensemble and serve run it in ONNX Runtime: lesion-analysis predict {out} IMAGES --out preds.csv")
+    return out
 
 # %% ../nbs/19_cli.ipynb #310af6c4
 @command('serve', 'serve a model directory over HTTP: a page to upload images, /predict, /health, /model, /docs')
@@ -468,24 +496,41 @@ def serve_args(p):
     p.add_argument('--segmenter', type=Path, help='segmentation or detection model directory: finds the lesion for a model trained on lesion-centred crops, and its box is returned with every answer')
     p.add_argument('--unk', default='auto', choices=['auto', *OOD_CHOICES], help="out-of-distribution score that flags UNK (default: the model's)")
     p.add_argument('--binary', type=Path, nargs='+', default=[], metavar='MODEL', help='binary models combined with MODEL (see predict --binary)')
+    p.add_argument('--batch-ms', type=float, default=5., help='milliseconds concurrent requests are gathered into one forward pass (default 5; 0: only those already waiting)')
+    p.add_argument('--max-batch', type=int, default=16, help='most requests in one forward pass (default 16)')
+    p.add_argument('--max-queue', type=int, default=16, help='most requests being answered at once per worker; more are answered 503 with Retry-After (default 16)')
+    p.add_argument('--request-timeout', type=float, default=30., help='seconds a request may wait and compute before it is answered 504 (default 30)')
+    p.add_argument('--api-key-file', type=Path, help='file holding the API key /predict then requires (X-API-Key header); or set $LESION_ANALYSIS_API_KEY')
+    p.add_argument('--cors-origin', action='append', default=[], metavar='URL', help='a web origin whose pages may call the service (repeatable; default: none)')
     add_calibration_args(p)
-    add_compute_args(p)
+    add_compute_args(p, runtime=True)
     return run_serve
 
 # %% ../nbs/19_cli.ipynb #b339db38
+def api_key(a) -> str|None:
+    "The API key of `serve`: the first line of `--api-key-file`, else `$LESION_ANALYSIS_API_KEY`, else None (no key required)."
+    import os
+    if a.api_key_file is None: return os.environ.get('LESION_ANALYSIS_API_KEY') or None
+    if not a.api_key_file.is_file(): raise FileNotFoundError(f"{a.api_key_file}: no such API key file")
+    key = next(iter(a.api_key_file.read_text().splitlines()), '').strip()
+    if len(key) < 16: raise ValueError(f"{a.api_key_file}: the API key must be at least 16 characters on the first line (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return key
+
+# %% ../nbs/19_cli.ipynb #37204ffe
 def run_serve(a):
-    import os, uvicorn
+    import json, os, uvicorn
     from lesion_analysis.serve import create_app
+    service = dict(batch_ms=a.batch_ms, max_batch=a.max_batch, max_queue=a.max_queue, request_timeout=a.request_timeout, cors_origins=a.cors_origin)
+    kw = dict(unk_method=a.unk, segmenter=a.segmenter, upload_timeout=a.upload_timeout, precision=a.precision, layout=a.layout,
+              calibrated=not a.uncalibrated, binary=a.binary, runtime=a.runtime, api_key=api_key(a), **service)
     if a.workers == 1:  # load the model once, here, so a bad model directory fails with a clear message
-        return uvicorn.run(create_app(a.model, a.max_upload_mb, unk_method=a.unk, segmenter=a.segmenter, upload_timeout=a.upload_timeout, precision=a.precision,
-                                      layout=a.layout, calibrated=not a.uncalibrated, binary=a.binary), host=a.host, port=a.port, log_level='info')
-    create_app(a.model, a.max_upload_mb, unk_method=a.unk, segmenter=a.segmenter, precision=a.precision, layout=a.layout, calibrated=not a.uncalibrated,
-               binary=a.binary)  # several workers load it themselves: check it first
+        return uvicorn.run(create_app(a.model, a.max_upload_mb, **kw), host=a.host, port=a.port, log_level='info')
+    create_app(a.model, a.max_upload_mb, **kw)  # several workers load it themselves: check it first
     os.environ.update(LESION_ANALYSIS_MODEL=str(Path(a.model).resolve()), LESION_ANALYSIS_MAX_UPLOAD_MB=str(a.max_upload_mb),
                       LESION_ANALYSIS_SEGMENTER=str(Path(a.segmenter).resolve()) if a.segmenter else '',
-                      LESION_ANALYSIS_PRECISION=a.precision, LESION_ANALYSIS_LAYOUT=a.layout, LESION_ANALYSIS_WORKERS=str(a.workers),
-                      LESION_ANALYSIS_UNK=a.unk, LESION_ANALYSIS_CALIBRATED='0' if a.uncalibrated else '1',
-                      LESION_ANALYSIS_BINARY=os.pathsep.join(str(Path(b).resolve()) for b in a.binary))
+                      LESION_ANALYSIS_PRECISION=a.precision, LESION_ANALYSIS_LAYOUT=a.layout, LESION_ANALYSIS_RUNTIME=a.runtime, LESION_ANALYSIS_WORKERS=str(a.workers),
+                      LESION_ANALYSIS_UNK=a.unk, LESION_ANALYSIS_CALIBRATED='0' if a.uncalibrated else '1', LESION_ANALYSIS_API_KEY=kw['api_key'] or '',
+                      LESION_ANALYSIS_BINARY=os.pathsep.join(str(Path(b).resolve()) for b in a.binary), LESION_ANALYSIS_SERVICE=json.dumps(service))
     uvicorn.run('lesion_analysis.serve:app_from_env', factory=True, host=a.host, port=a.port, workers=a.workers, log_level='info')
 
 # %% ../nbs/19_cli.ipynb #51090f29

@@ -317,6 +317,7 @@ class Detection(Task):
 class Detector(ImageModel):
     "A detection model directory loaded for inference: its boxes are in the original image's pixels."
     task, reduced_decode = 'detection', False
+    onnx_axes = None  # torchvision's detectors export to ONNX only in part: they run in PyTorch
     def __init__(self, path=None, **kwargs):
         super().__init__(path, **kwargs)
         self.classes = list(self.config['classes'])
@@ -326,7 +327,7 @@ class Detector(ImageModel):
         imgs = [self.read_image(i) for i in imgs]
         prepared = [self.prepare(i, return_box=True) for i in imgs]
         x = self.normalise(self.to_batch([p for p, _ in prepared]))
-        with self.lock, torch.no_grad(), self.autocast(): dets = self.model(x)['detections']
+        with self.lock, torch.no_grad(), self.autocast(): dets = self.runner(x)['detections']
         return [[dict(zip(BOX_COLUMNS, to_original_box(b, crop, p.shape, self.size)), label=self.classes[int(l) - 1], score=float(s))
                  for b, l, s in zip(d['boxes'].float().tolist(), d['labels'].tolist(), d['scores'].float().tolist())]
                 for d, (p, crop) in zip(dets, prepared)]

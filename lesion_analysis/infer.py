@@ -5,7 +5,7 @@
 # %% ../nbs/13_infer.ipynb #06721138
 from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
-import functools, hashlib, itertools, json, math, shutil, sys
+import functools, hashlib, itertools, json, math, shutil, sys, tempfile, time
 from pathlib import Path
 import warnings
 import cv2, numpy as np, pandas as pd, torch, torch.nn.functional as F
@@ -18,20 +18,25 @@ from .data import aug_preset
 from .metrics import (read_predictions, read_truth, ood_score, softmax_t, OOD_SCORES, macro_auc, binary_auc, partial_auc,
                                      binary_column, positive_classes)
 from .learner import dls_stats, capture_features
-from .modeldir import ImageModel, fold_members, load_ood_stats, read_config, OOD_FILE
+from .modeldir import (ImageModel, fold_members, load_ood_stats, read_config, config_task, check_model_dir_free, write_config, file_hashes,
+                                      file_sha256, member_hashes, OOD_FILE, ONNX_FILE, MODEL_FILES, HASHED_FILES, RUN_FILE, CHECKPOINT)
 from .fusion import MetaEncoder
-from .detect import lesion_finder
+from .segment import Segmenter
+from .detect import lesion_finder, Detector
 from distributed import as_completed, get_worker
 from fastcore.xtras import chunked
+from fastcore.foundation import L
+from onnxruntime.quantization import quantize_static, quant_pre_process, CalibrationDataReader, QuantFormat, QuantType
 
 # %% auto #0
 __all__ = ['TTA', 'BOUNDED_SCORES', 'SELECTION_METRICS', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views',
            'rescale_default', 'rescale_priors', 'Classifier', 'fit_unk_threshold', 'ood_auroc', 'unk_column',
            'validation_scores', 'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'predict_part',
            'open_parts', 'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker', 'predict',
-           'write_skipped', 'finish_predictions', 'to_isic', 'align_predictions', 'ensemble', 'selection_score',
-           'greedy_ensemble', 'exhaustive_ensemble', 'prior_shift', 'combine_binary', 'with_binary', 'read_member',
-           'predict_models', 'predict_combined', 'ensemble_members']
+           'write_skipped', 'finish_predictions', 'to_isic', 'inference_model', 'calibration_batches', 'quantize_graph',
+           'export_model', 'align_predictions', 'ensemble', 'selection_score', 'greedy_ensemble', 'exhaustive_ensemble',
+           'prior_shift', 'combine_binary', 'with_binary', 'read_member', 'predict_models', 'predict_combined',
+           'ensemble_members']
 
 # %% ../nbs/13_infer.ipynb #2ea8b408
 def zoom_crop(x:torch.Tensor, zoom:float=1.05, row:float=.5, col:float=.5) -> torch.Tensor:
@@ -69,10 +74,10 @@ def rescale_priors(probs, priors, target=None) -> np.ndarray:
 
 # %% ../nbs/13_infer.ipynb #28643faa
 class Classifier(ImageModel):
-    "A classifier's model directory loaded for inference (on `device`, in `precision` and `layout`, as `ImageModel`), its temperature applied when `calibrated`."
+    "A classifier's model directory loaded for inference (on `device`, in `precision` and `layout`, in PyTorch or ONNX Runtime as `runtime` says, as `ImageModel`), its temperature applied when `calibrated`."
     task = ('classification', 'binary')
-    def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto', calibrated:bool=True):
-        super().__init__(path, device, model, config, precision, layout)
+    def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto', calibrated:bool=True, runtime:str='auto'):
+        super().__init__(path, device, model, config, precision, layout, runtime)
         self.classes = list(self.config['classes'])
         self.priors = np.array([self.config['priors'][c] for c in self.classes])
         self._train_aug = Pipeline([*aug_preset(self.config['recipe']['aug']), self.norm], split_idx=0)
@@ -108,8 +113,8 @@ class Classifier(ImageModel):
 
     def _forward(self, x, meta=None) -> tuple:
         "`(logits, pooled features)` of normalised batch `x`, in float32."
-        with torch.no_grad(), self.autocast(), capture_features(self.model) as feats:
-            logits = self.model(x) if meta is None else self.model(x, meta)
+        with torch.no_grad(), self.autocast(), capture_features(self.runner) as feats:
+            logits = self.runner(x) if meta is None else self.runner(x, meta)
         return logits.float(), feats[-1] if feats else None
 
     def _softmax(self, logits) -> torch.Tensor: return (logits / self.temperature).softmax(1)
@@ -281,15 +286,15 @@ def worker_spec(clf:Classifier, segmenter=None) -> dict:
 
 # %% ../nbs/13_infer.ipynb #b815c507
 @functools.lru_cache(maxsize=4)
-def worker_models(path:str, precision:str, layout:str, segmenter:str|None, calibrated:bool=True) -> tuple:
+def worker_models(path:str, precision:str, layout:str, segmenter:str|None, calibrated:bool=True, runtime:str='auto') -> tuple:
     "`(Classifier, lesion finder (a segmentation or detection model) or None)` loaded once in this (worker) process and kept for every partition it runs."
-    return (Classifier(path, precision=precision, layout=layout, calibrated=calibrated),
+    return (Classifier(path, precision=precision, layout=layout, calibrated=calibrated, runtime=runtime),
             lesion_finder(segmenter, precision=precision, layout=layout) if segmenter else None)
 
 # %% ../nbs/13_infer.ipynb #be64e506
 def predict_on_worker(rows:pd.DataFrame, spec:dict, kw:dict) -> tuple:
     "`predict_part` of `rows` on a Dask worker, with the models of `spec` it loaded once; a model it cannot read is an error naming the folder and the worker."
-    try: clf, seg = worker_models(spec['path'], spec['precision'], spec['layout'], spec['segmenter'], spec['calibrated'])
+    try: clf, seg = worker_models(spec['path'], spec['precision'], spec['layout'], spec['segmenter'], spec['calibrated'], spec['runtime'])
     except LesionDataError as e: raise LesionDataError(e.path, f"{e.problem} (read by the Dask worker at {get_worker().address})") from None
     return predict_part(clf, rows, segmenter=seg, **kw)
 
@@ -349,6 +354,62 @@ def to_isic(preds:pd.DataFrame, classes=CLASSES) -> pd.DataFrame:
         raise ValueError(f"several input files share the image id(s) {out.image[out.image.duplicated()].unique().tolist()[:5]}: "
                          "the ISIC layout names images by file stem")
     for c in classes: out[c] = preds[c].to_numpy(float) if c in preds else 0.
+    return out
+
+# %% ../nbs/13_infer.ipynb #fdf33bf3
+def inference_model(path, **kwargs) -> ImageModel:
+    "Model directory `path` loaded for inference by the class of its task (a `Classifier`, `segment.Segmenter` or `detect.Detector`; `kwargs` as theirs)."
+    task = config_task(read_config(path), Path(path)/'config.json')
+    cls = next((c for c in (Classifier, Segmenter, Detector) if task in L(c.task)), None)
+    if cls is None: raise LesionDataError(path, f"holds a {task} model, which no inference class here loads")
+    return cls(path, **kwargs)
+
+# %% ../nbs/13_infer.ipynb #6900fcc4
+def calibration_batches(m:ImageModel, images:list, n:int=64) -> list:
+    "Up to `n` of `images` prepared and normalised as `m` predicts them, one {input name: array} per image (unreadable ones skipped)."
+    skipped, feeds = [], []
+    for batch in m.readable(list(images)[:2 * n], 1, skipped):
+        x = m.normalise(m.to_batch([m.prepare(img) for _, img in batch])).cpu()
+        feeds.append({k: (x if k == 'image' else v[:1]).numpy() for k, v in m.onnx_inputs(1).items()})
+        if len(feeds) == n: break
+    return feeds
+
+# %% ../nbs/13_infer.ipynb #4a8abfb4
+def quantize_graph(m:ImageModel, graph:bytes, calibration) -> tuple:
+    "`(graph, images)`: ONNX `graph` of model `m` quantised to int8 by ONNX Runtime's static quantiser (QDQ; weights per channel), its activations calibrated on that many `calibration` images."
+    calibration = [] if calibration is None else list(calibration)
+    feeds = calibration_batches(m, calibration)
+    if not feeds: raise ValueError("int8 quantisation calibrates the activations on images like the ones it will see: give some with --calibration "
+                                   "(a table, a folder or image files; 64 are used)" + (" (none of those given could be read)" if calibration else ''))
+    class Reader(CalibrationDataReader):
+        def __init__(self): self.it = iter(feeds)
+        def get_next(self): return next(self.it, None)
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d); (d/'fp32.onnx').write_bytes(graph)
+        quant_pre_process(str(d/'fp32.onnx'), str(d/'pre.onnx'), skip_symbolic_shape=True)
+        quantize_static(str(d/'pre.onnx'), str(d/'int8.onnx'), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return (d/'int8.onnx').read_bytes(), len(feeds)
+
+# %% ../nbs/13_infer.ipynb #a2eb9017
+def export_model(path, out, quantize:str|None=None, calibration=None, force:bool=False) -> Path:
+    "Write model directory `path` into `out` for ONNX Runtime: `model.onnx` (fp32, or `quantize`='int8' calibrated on `calibration` images), the config and files inference needs, the source's hash."
+    src, out = Path(path), Path(out)
+    if quantize not in (None, 'int8'): raise ValueError(f"unknown quantisation {quantize!r}: int8, or none")
+    m = inference_model(src, precision='fp32', runtime='torch')  # the fp32 weights, whatever the model trained or predicts in
+    if out.resolve() == src.resolve(): raise ValueError(f"{out}: export into a new folder, not the model directory itself")
+    check_model_dir_free(out, force)
+    t0 = time.time(); graph, exporter = m.onnx_graph()
+    graph, calibrated = quantize_graph(m, graph, calibration) if quantize else (graph, None)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():  # what inference reads beside the weights: validation predictions, out-of-distribution statistics
+        if f.is_file() and f.name not in (*MODEL_FILES, RUN_FILE, CHECKPOINT):
+            with atomic_write(out/f.name) as tmp: shutil.copyfile(f, tmp)
+    with atomic_write(out/ONNX_FILE) as tmp: tmp.write_bytes(graph)
+    onnx_info = dict(exporter=exporter, quantized=quantize, calibration_images=calibrated,
+                     seconds=round(time.time() - t0, 1), source=str(src.resolve()), source_sha256=member_hashes([src]))
+    cfg = {k: v for k, v in m.config.items() if k not in ('format', 'sha256', 'folds', 'precision_check')}
+    write_config(out, {**cfg, 'runtime': 'onnx', 'onnx': onnx_info, 'sha256': file_hashes(out, HASHED_FILES)})
     return out
 
 # %% ../nbs/13_infer.ipynb #90c457b5
@@ -461,11 +522,12 @@ def read_member(path) -> pd.DataFrame:
 PRIOR_CHOICES = {'auto': None, 'rescale': True, 'keep': False}
 
 def predict_models(models:list, df:pd.DataFrame, out=None, bs:int=32, tta:str='none', priors:str='auto', unk:str|None=None,
-                   segmenter=None, precision:str='auto', workers:int|None=None, scheduler:str|None=None, partition:int=512, calibrated:bool=True) -> list:
-    "Predictions of each model directory in `models` for table `df` in `precision`, with their temperature when `calibrated` and UNK flagged by score `unk` ('auto': each model's default), written in the ISIC layout to `out` for a single model; here or on Dask (`workers`, `scheduler`)."
+                   segmenter=None, precision:str='auto', workers:int|None=None, scheduler:str|None=None, partition:int=512, calibrated:bool=True,
+                   runtime:str='auto') -> list:
+    "Predictions of each model directory in `models` for table `df` in `precision` and `runtime`, with their temperature when `calibrated` and UNK flagged by score `unk` ('auto': each model's default), written in the ISIC layout to `out` for a single model; here or on Dask (`workers`, `scheduler`)."
     rescale, res = PRIOR_CHOICES[priors], []
     for m in models:
-        clf = Classifier(m, precision=precision, calibrated=calibrated)
+        clf = Classifier(m, precision=precision, calibrated=calibrated, runtime=runtime)
         if unk and clf.positive: raise LesionDataError(m, f"is a binary model ({clf.classes[0]} vs rest): UNK flagging (--unk) is for multi-class models")
         rule = model_unk_rule(clf, unk, rescale=rescale) if unk else None
         res.append(predict(clf, df, out=out if len(models) == 1 else None, bs=bs, tta=tta, rescale=rescale, unk=rule, isic=True, segmenter=segmenter,
@@ -487,13 +549,13 @@ def predict_combined(model, binary:list, df:pd.DataFrame, out=None, **kwargs) ->
 # %% ../nbs/13_infer.ipynb #59b0acc0
 def ensemble_members(members:list, out, inputs=None, images=None, method:str='mean', weights=None, select=None,
                      tta:str='none', priors:str='auto', bs:int=32, precision:str='auto', search:str='greedy', max_size:int|None=None,
-                     metric:str='balanced_accuracy') -> pd.DataFrame:
-    "Combine prediction CSVs and model directories `members` (a fold ensemble: its folds; predicting `inputs`) into ISIC-layout CSV `out`; `select`: a truth CSV to choose members on by `search` ('greedy' or 'exhaustive') and `metric`, the choice saved beside `out`."
+                     metric:str='balanced_accuracy', runtime:str='auto') -> pd.DataFrame:
+    "Combine prediction CSVs and model directories `members` (a fold ensemble: its folds; predicting `inputs`) into ISIC-layout CSV `out`, their SHA-256 beside it; `select`: a truth CSV to choose members on by `search` ('greedy' or 'exhaustive') and `metric`, the choice saved beside `out`."
     members = [f for m in members for f in fold_members(m)]
     models = [m for m in members if m.is_dir()]
     if models and not inputs: raise ValueError("model directories among the members: give the images to predict with --input")
     predicted = dict(zip(models, predict_models(models, read_inputs(inputs, images, skip_missing=True, labels=False), bs=bs, tta=tta, priors=priors,
-                                                     precision=precision))) if models else {}
+                                                     precision=precision, runtime=runtime))) if models else {}
     frames = {str(m): (to_isic(predicted[m], predicted[m].attrs['reported']) if m in predicted else read_member(m)) for m in members}
     binary = {k: f for k, f in frames.items() if binary_column(f)}  # combined with the multi-class members' mean at the end
     frames = {k: f for k, f in frames.items() if k not in binary}
@@ -514,6 +576,8 @@ def ensemble_members(members:list, out, inputs=None, images=None, method:str='me
     if binary: res = with_binary(res, list(binary.values()), priors != 'keep')
     res = res.assign(image=[Path(i).stem for i in res.image])
     write_csv(res, out)
+    hashes = {str(m): member_hashes([m]) if m.is_dir() else file_sha256(m) for m in map(Path, [*frames, *binary])}  # what made this file
+    with atomic_write(Path(out).with_name(Path(out).stem + '_members.json')) as tmp: tmp.write_text(json.dumps(hashes, indent=2))
     if choice:
         choice['chosen_on']['also_combined'] = int(res.image.isin(t.index).sum())  # images that chose the subset and are in the output: optimistic there
         with atomic_write(Path(out).with_name(Path(out).stem + '_selection.json')) as tmp: tmp.write_text(json.dumps(choice, indent=2, default=float))

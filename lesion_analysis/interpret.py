@@ -63,10 +63,10 @@ def class_index(clf:Classifier, target) -> int:
 # %% ../nbs/15_interpret.ipynb #f40d75d6
 def gradcam(clf:Classifier, x:torch.Tensor, target:int, layer:str|None=None) -> np.ndarray:
     "Grad-CAM of class index `target` for batch `x` (one image, in [0, 1]), at input resolution, scaled to [0, 1]; of a fold ensemble, over all its folds' maps."
-    feats, mods = {}, find_layers(clf.model, layer)
+    feats, mods = {}, find_layers(clf.torch_model, layer)
     with clf.lock, torch.enable_grad():  # the hooks live only while this thread owns the model
         hooks = [m.register_forward_hook(lambda m, i, o, k=k: feats.__setitem__(k, o)) for k, m in enumerate(mods)]
-        try: score = clf.model(clf.normalise(x))[0, target]
+        try: score = clf.torch_model(clf.normalise(x))[0, target]
         finally:
             for h in hooks: h.remove()
         acts = [feats[k] for k in range(len(mods))]
@@ -113,8 +113,8 @@ def guided(model:nn.Module):
 def input_gradient(clf:Classifier, x:torch.Tensor, target:int, guide:bool=False) -> np.ndarray:
     "Gradient of class `target`'s score with respect to the input pixels (guided when `guide`), as HxWx3."
     x = x.clone().requires_grad_()
-    with clf.lock, (guided(clf.model) if guide else contextlib.nullcontext()), torch.enable_grad():
-        g, = torch.autograd.grad(clf.model(clf.normalise(x))[0, target], x)
+    with clf.lock, (guided(clf.torch_model) if guide else contextlib.nullcontext()), torch.enable_grad():
+        g, = torch.autograd.grad(clf.torch_model(clf.normalise(x))[0, target], x)
     return g[0].permute(1, 2, 0).cpu().numpy()
 
 # %% ../nbs/15_interpret.ipynb #8282d606
@@ -138,7 +138,7 @@ def guided_gradcam(clf, x, target, layer=None) -> np.ndarray:
 class _WithNorm(nn.Module):
     "The classifier's model taking [0, 1] input (normalisation inside), for captum."
     def __init__(self, clf): super().__init__(); self.clf = clf
-    def forward(self, x): return self.clf.model(self.clf.normalise(x))
+    def forward(self, x): return self.clf.torch_model(self.clf.normalise(x))
 
 # %% ../nbs/15_interpret.ipynb #4f12f924
 def integrated_gradients(clf, x, target, baseline:str='black', steps:int=32) -> np.ndarray:
@@ -185,7 +185,7 @@ def png_bytes(img:np.ndarray) -> bytes:
 def randomised_copy(clf:Classifier, seed:int=0) -> Classifier:
     "A copy of `clf` with every parameterised layer re-initialised."
     torch.manual_seed(seed)
-    rnd = copy.copy(clf); rnd.model = copy.deepcopy(clf.model); rnd.lock = threading.Lock()
+    rnd = copy.copy(clf); rnd.model = copy.deepcopy(clf.torch_model); rnd.lock = threading.Lock()
     for m in rnd.model.modules():
         if hasattr(m, 'reset_parameters'): m.reset_parameters()
     rnd.model.eval()

@@ -4,24 +4,26 @@
 
 # %% ../nbs/07_modeldir.ipynb #33f7ae89
 from __future__ import annotations
-import hashlib, json, math, threading, warnings
+import hashlib, inspect, io, json, math, threading, warnings
 from importlib.metadata import entry_points
 from pathlib import Path
-import cv2, numpy as np, torch
+import cv2, numpy as np, onnxruntime as ort, torch
 from torch import nn
 from safetensors.torch import save_file, load_file
+from fastcore.basics import patch
 from fastai.vision.all import Learner, Normalize, Pipeline, PILImage, PILMask, Resize, ResizeMethod, PadMode, TensorImage
 from .core import *
 from .preprocess import Preprocessor, jpeg_roundtrip
-from .learner import compute_plan, autocast_for, memory_format
+from .learner import compute_plan, autocast_for, memory_format, capture_features
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'MODEL_FILES', 'OOD_FILE', 'HASHED_FILES', 'RUN_FILE', 'CHECKPOINT',
-           'CONFIG_KEYS', 'register_model', 'plugin', 'plugin_names', 'model_builder', 'config_task', 'config_network',
-           'unfinished_run', 'check_model_dir_free', 'clear_model_dir', 'write_config', 'file_sha256', 'file_hashes',
-           'member_hashes', 'verify_files', 'save_model_dir', 'build_model', 'check_config', 'read_config',
-           'MeanOfModels', 'fold_members', 'load_model_dir', 'save_ood_stats', 'load_ood_stats', 'inference_plan',
-           'pad_placement', 'ImageModel', 'paste_map']
+__all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'ONNX_FILE', 'MODEL_FILES', 'OOD_FILE', 'HASHED_FILES', 'RUN_FILE',
+           'CHECKPOINT', 'CONFIG_KEYS', 'RUNTIMES', 'register_model', 'plugin', 'plugin_names', 'model_builder',
+           'config_task', 'config_network', 'unfinished_run', 'check_model_dir_free', 'clear_model_dir', 'write_config',
+           'file_sha256', 'file_hashes', 'member_hashes', 'verify_files', 'save_model_dir', 'build_model',
+           'check_config', 'read_config', 'MeanOfModels', 'fold_members', 'OnnxNetwork', 'WithFeatures', 'onnx_graph',
+           'check_graph', 'onnx_network', 'load_model_dir', 'save_ood_stats', 'load_ood_stats', 'onnx_runtime',
+           'inference_plan', 'pad_placement', 'ImageModel', 'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -55,9 +57,10 @@ def model_builder(name:str):
 # %% ../nbs/07_modeldir.ipynb #7a20f269
 MODEL_FORMAT = 'lesion_analysis.model/2'
 LEGACY_FORMATS = {'lesion_analysis.classifier/1': 'classification', 'lesion_analysis.segmenter/1': 'segmentation'}
-MODEL_FILES = ('config.json', 'model.safetensors', 'export.pkl')
+ONNX_FILE = 'model.onnx'  # the network as an ONNX graph, in a directory written by `export`
+MODEL_FILES = ('config.json', 'model.safetensors', 'export.pkl', ONNX_FILE)
 OOD_FILE = 'ood.safetensors'  # a classifier's out-of-distribution statistics
-HASHED_FILES = ('model.safetensors', OOD_FILE, 'export.pkl')  # the files whose SHA-256 the config records
+HASHED_FILES = ('model.safetensors', OOD_FILE, 'export.pkl', ONNX_FILE)  # the files whose SHA-256 the config records
 RUN_FILE, CHECKPOINT = 'run.json', 'checkpoint.pt'  # an unfinished training run
 
 # %% ../nbs/07_modeldir.ipynb #7b82d7f6
@@ -176,9 +179,78 @@ def fold_members(path) -> list:
     except (LesionDataError, AttributeError): folds = None  # no config, or not a model's: the loader says what is wrong
     return [path/f for f in folds] if folds else [path]
 
+# %% ../nbs/07_modeldir.ipynb #f92ed524
+class OnnxNetwork(nn.Module):
+    "ONNX graph `graph` (bytes) run by ONNX Runtime on the CPU, called like the network it was exported from; a fusion model's absent metadata is config `cfg`'s all-missing vector."
+    def __init__(self, graph:bytes, cfg:dict|None=None):
+        super().__init__()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = torch.get_num_threads(), 1  # this process's share of the cores
+        self.session = ort.InferenceSession(graph, opts, providers=['CPUExecutionProvider'])
+        self.inputs, self.outputs = [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
+        self.missing = torch.tensor((cfg or {}).get('metadata', {}).get('missing', []), dtype=torch.float32)
+        if 'features' in self.outputs: self.body = nn.Identity()  # what `capture_features` hooks
+
+    def forward(self, x, meta=None):
+        if meta is None and len(self.inputs) > 1: meta = self.missing.expand(len(x), -1)
+        feed = {n: t.detach().float().cpu().contiguous().numpy() for n, t in zip(self.inputs, (x, meta))}
+        out = [torch.from_numpy(o) for o in self.session.run(None, feed)]
+        if len(out) > 1: self.body(out[1][..., None, None])  # pooled features, shaped as a body's feature map
+        return out[0]
+
+# %% ../nbs/07_modeldir.ipynb #b00d1f31
+class WithFeatures(nn.Module):
+    "Network `net` returning its output and its body's pooled features (as `learner.capture_features` computes them): a classifier's ONNX outputs."
+    def __init__(self, net:nn.Module): super().__init__(); self.net = net
+    def forward(self, *xs):
+        with capture_features(self.net) as feats: out = self.net(*xs)
+        return out, feats[0]
+
+# %% ../nbs/07_modeldir.ipynb #2b35f86a
+def onnx_graph(net:nn.Module, inputs:dict, outputs:list, axes:dict) -> tuple:
+    "`(ONNX graph, exporter)` of `net` (fp32) traced on example `inputs` ({name: tensor}), with named `outputs` and the dynamic `axes` ({name: {axis: name}}) of inputs and outputs."
+    args, names = tuple(inputs.values()), list(inputs)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter('ignore')  # the exporters' notes on their own internals
+        try:
+            shapes = tuple({a: torch.export.Dim.DYNAMIC for a in axes.get(n, {})} for n in names)
+            if any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(net.forward).parameters.values()): shapes = (shapes,)  # forward(*xs)
+            prog = torch.onnx.export(net, args, None, dynamo=True, input_names=names, output_names=outputs, dynamic_shapes=shapes, optimize=True, verbose=False)
+            return prog.model_proto.SerializeToString(), 'torch.export'
+        except Exception:  # a network torch.export cannot trace (fastai's U-Net)
+            f = io.BytesIO()
+            torch.onnx.export(net, args, f, dynamo=False, input_names=names, output_names=outputs, dynamic_axes=axes, opset_version=18)
+            return f.getvalue(), 'torchscript'
+
+# %% ../nbs/07_modeldir.ipynb #d865e1cb
+def check_graph(net:nn.Module, graph:bytes, inputs:list, path, tol:float=1e-3):
+    "Raise naming `path` unless ONNX `graph` gives `net`'s outputs (to `tol`, relative to their range) on each of `inputs` (tuples of tensors)."
+    onnx_net = OnnxNetwork(graph)
+    for xs in inputs:
+        with torch.no_grad(): want = net(*xs)
+        want = want[0] if isinstance(want, tuple) else want
+        got, scale = onnx_net(*xs), max(1., float(want.abs().max()))
+        if got.shape != want.shape or (diff := float((got - want).abs().max())) > tol * scale:
+            raise LesionDataError(path, f"the ONNX graph does not reproduce the network on an input of shape {tuple(xs[0].shape)} "
+                                        f"(outputs {tuple(got.shape)}, PyTorch's {tuple(want.shape)}" + (f", largest difference {diff:.2g})" if got.shape == want.shape else ')'))
+
+# %% ../nbs/07_modeldir.ipynb #111fdb84
+def onnx_network(path, cfg:dict) -> OnnxNetwork:
+    "The ONNX graph of exported model directory `path`, checked against its config `cfg` (input size, number of classes)."
+    f = Path(path)/ONNX_FILE
+    if not f.is_file(): raise LesionDataError(path, f"an ONNX export without its graph: {ONNX_FILE} is missing")
+    try: net = OnnxNetwork(f.read_bytes(), cfg)
+    except Exception as e: raise LesionDataError(f, f"not an ONNX graph ONNX Runtime can run ({str(e)[:300]})") from None
+    image, out = net.session.get_inputs()[0].shape, net.session.get_outputs()[0].shape
+    fixed = cfg['task'] != 'segmentation'  # a segmentation graph takes any size its TTA asks for
+    if len(image) != 4 or image[1] != 3 or (fixed and image[2:] != [cfg['size']] * 2) or out[1] != len(cfg['classes']):
+        raise LesionDataError(f, f"does not match config.json: the graph takes {image} and gives {out}, the config says "
+                                 f"3 x {cfg['size']} x {cfg['size']} images and {len(cfg['classes'])} classes")
+    return net
+
 # %% ../nbs/07_modeldir.ipynb #bbaa1ee3
 def load_model_dir(path, task:str|tuple='classification') -> tuple:
-    "Rebuild the `task` model (or one of a tuple of tasks) saved in model directory `path` (no unpickling; a fold ensemble as the mean of its folds); return `(model in eval mode, config)`."
+    "Rebuild the `task` model (or one of a tuple of tasks) saved in model directory `path` (no unpickling; a fold ensemble as the mean of its folds; an ONNX export as an `OnnxNetwork`); return `(model in eval mode, config)`."
     path = Path(path)
     if unfinished_run(path):
         raise LesionDataError(path, f"its training has not finished (no model yet); resume it: lesion-analysis train TABLE --out {path} --resume")
@@ -187,6 +259,7 @@ def load_model_dir(path, task:str|tuple='classification') -> tuple:
     tasks = (task,) if isinstance(task, str) else tuple(task)
     if (have := config_task(cfg, path/'config.json')) not in tasks: raise LesionDataError(path, f"holds a {have} model, not a {' or '.join(tasks)} model")
     verify_files(path, cfg)
+    if cfg.get('runtime') == 'onnx': return onnx_network(path, cfg), cfg
     if cfg.get('folds'): return MeanOfModels([load_model_dir(path/f, task)[0] for f in cfg['folds']]).eval(), cfg
     if not (path/'model.safetensors').is_file(): raise LesionDataError(path, "not a model directory: model.safetensors is missing")
     model = build_model(cfg)
@@ -208,12 +281,25 @@ def load_ood_stats(path) -> dict|None:
     try: return {k: v.double().numpy() for k, v in load_file(str(f)).items()}
     except Exception as e: raise LesionDataError(f, f"not readable out-of-distribution statistics ({e})") from None
 
+# %% ../nbs/07_modeldir.ipynb #7f782c3e
+RUNTIMES = ('auto', 'torch', 'onnx')
+
+def onnx_runtime(config:dict, runtime:str='auto') -> str:
+    "The runtime a model of `config` predicts in: `auto` is ONNX Runtime for an ONNX export, else PyTorch; an export cannot run in PyTorch."
+    if runtime not in RUNTIMES: raise ValueError(f"unknown runtime {runtime!r}; choose from {list(RUNTIMES)}")
+    exported = config.get('runtime') == 'onnx'
+    if exported and runtime == 'torch': raise ValueError("this model directory is an ONNX export, without PyTorch weights: it runs in ONNX Runtime only (--runtime auto or onnx)")
+    return 'onnx' if exported else 'torch' if runtime == 'auto' else runtime
+
 # %% ../nbs/07_modeldir.ipynb #de260e27
-def inference_plan(config:dict, precision:str='auto', layout:str='auto', device=None) -> dict:
-    "`compute_plan` for the model of `config`: `auto` predicts in reduced precision only if the model passed its `precision_check` in it."
-    plan, check = compute_plan(precision, layout, device), config.get('precision_check') or {}
+def inference_plan(config:dict, precision:str='auto', layout:str='auto', device=None, runtime:str='auto') -> dict:
+    "How the model of `config` predicts: in PyTorch as `compute_plan` says (`auto`: in reduced precision only if the model passed its `precision_check` in it), or in ONNX Runtime (`runtime`; `auto`: for an ONNX export)."
+    if (runtime := onnx_runtime(config, runtime)) == 'onnx':
+        if precision not in ('auto', 'fp32'): raise ValueError(f"precision {precision} is for PyTorch: ONNX Runtime computes in fp32 (int8 for a model exported with --quantize int8)")
+        return dict(device='cpu', precision=(config.get('onnx') or {}).get('quantized') or 'fp32', layout='contiguous', runtime='onnx')
+    plan, check = {**compute_plan(precision, layout, device), 'runtime': 'torch'}, config.get('precision_check') or {}
     if plan['precision'] == 'fp32' or (check.get('precision') == plan['precision'] and check.get('passed')): return plan
-    if precision == 'auto': return compute_plan('fp32', layout, device)
+    if precision == 'auto': return inference_plan(config, 'fp32', layout, device, runtime)
     if check.get('precision') == plan['precision']:
         warnings.warn(f"this model's {precision} predictions differ from fp32 on its validation images (top class agrees on "
                       f"{check['top_class_agreement']:.1%}, probabilities differ by up to {check['max_difference']:.3f}); precision auto would use fp32")
@@ -230,11 +316,12 @@ def pad_placement(size:int, shape) -> tuple:
 class ImageModel:
     "A model directory of `task` loaded for inference, with the preprocessing its training images had."
     task = 'classification'  # the task, or a tuple of tasks, of the model directories it loads
-    def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto'):
+    onnx_axes, onnx_features = {0: 'batch'}, True  # its ONNX graph's dynamic image axes (None: it does not export), and whether it outputs the pooled features
+    def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto', runtime:str='auto'):
         self.model, self.config = load_model_dir(path, self.task) if model is None else (model.eval(), config)
         self.path, self.size = Path(path or '.'), int(self.config['size'])
-        self.plan = inference_plan(self.config, precision, layout, device)  # how it computes: device, precision, memory layout
-        self.asked = dict(precision=precision, layout=layout)  # what was asked for: how another process (a Dask worker) loads it
+        self.plan = inference_plan(self.config, precision, layout, device, runtime)  # how it computes: runtime, device, precision, memory layout
+        self.asked = dict(precision=precision, layout=layout, runtime=runtime)  # what was asked for: how another process (a Dask worker) loads it
         self.device = torch.device(self.plan['device'])
         self.model.to(self.device, memory_format=memory_format(self.plan))
         self.preprocessor = Preprocessor(**self.config['preprocess'])
@@ -242,6 +329,8 @@ class ImageModel:
         self.norm = Normalize.from_stats(self.config['stats']['mean'], self.config['stats']['std'], cuda=False)
         self.normalise = Pipeline([self.norm], split_idx=1)
         self.lock = threading.Lock()  # one forward/backward pass at a time
+        exported = isinstance(self.model, OnnxNetwork)
+        self.runner = OnnxNetwork(self.onnx_graph()[0], self.config) if self.plan['runtime'] == 'onnx' and not exported else self.model  # what predicts
 
     @property
     def decode_side(self) -> int:
@@ -288,6 +377,39 @@ class ImageModel:
     def to_original(self, m:np.ndarray, prepared_shape, crop, shape) -> np.ndarray:
         "Map `m` over the padded input of a prepared image (of `prepared_shape`, from crop box `crop`) as a map over the original of `shape`."
         return paste_map(m, self.placement(prepared_shape), crop, shape)
+
+# %% ../nbs/07_modeldir.ipynb #d8b58327
+@patch(as_prop=True)
+def torch_model(self:ImageModel) -> nn.Module:
+    "The PyTorch network, for what needs gradients (explanations); an ONNX export has none."
+    if isinstance(self.model, OnnxNetwork):
+        raise LesionDataError(self.path, "is an ONNX export: ONNX Runtime computes no gradients, so explanations (Grad-CAM, guided backprop, "
+                                         "integrated gradients) need the PyTorch model directory it was exported from")
+    return self.model
+
+# %% ../nbs/07_modeldir.ipynb #98abdfb3
+@patch
+def onnx_inputs(self:ImageModel, n:int=2) -> dict:
+    "Example inputs of the network, `n` images ({name: tensor}): the image batch, and a fusion model's metadata."
+    x = {'image': torch.rand(n, 3, self.size, self.size)}
+    if meta := self.config.get('metadata'): x['metadata'] = torch.tensor(meta['missing'], dtype=torch.float32).expand(n, -1)
+    return x
+
+# %% ../nbs/07_modeldir.ipynb #7e4d0ae0
+@patch
+def onnx_graph(self:ImageModel) -> tuple:
+    "`(ONNX graph, exporter)` of the fp32 network, with a dynamic batch axis, checked against PyTorch; a classifier's has its pooled features as a second output."
+    if self.onnx_axes is None: raise LesionDataError(self.path, f"holds a {self.config['task']} model, which does not export to ONNX here: run it in PyTorch")
+    net = self.torch_model.float().to('cpu', memory_format=torch.contiguous_format)
+    feats = self.onnx_features and not isinstance(net, MeanOfModels)  # a classifier's features (a mean of folds has no one body)
+    inputs, outputs = self.onnx_inputs(), ['logits', 'features'] if feats else ['logits']
+    axes = {n: self.onnx_axes if n in ('image', 'logits') else {0: 'batch'} for n in [*inputs, *outputs]}
+    graph, exporter = onnx_graph(WithFeatures(net).eval() if feats else net, inputs, outputs, axes)
+    sizes = {self.size, *({round(self.size * s / 32) * 32 for s in (.75, 1.25)} if len(self.onnx_axes) > 1 else ())}  # a segmentation TTA's scales
+    check_graph(net, graph, [tuple(v[:1].expand(n, *v.shape[1:]) if k != 'image' else torch.rand(n, 3, s, s) for k, v in inputs.items())
+                             for s in sizes for n in (1, 3)], self.path/ONNX_FILE)
+    self.model.to(self.device, memory_format=memory_format(self.plan))
+    return graph, exporter
 
 # %% ../nbs/07_modeldir.ipynb #3cc0ece8
 def paste_map(m:np.ndarray, placement, crop, shape) -> np.ndarray:

@@ -183,10 +183,11 @@ def mask_tta(model:nn.Module, x:torch.Tensor, scales=(1.,), flips:bool=True) -> 
 class Segmenter(ImageModel):
     "A segmentation model directory loaded for inference: its masks and lesion boxes are in the original image's pixels."
     task, reduced_decode = 'segmentation', False
+    onnx_axes, onnx_features = {0: 'batch', 2: 'height', 3: 'width'}, False  # its TTA rescales: any size (a multiple of 32)
     def predict_batch(self, x:torch.Tensor, tta:str='none') -> np.ndarray:
         "Lesion probabilities (B, H, W) for batch `x` (in [0, 1]) with mask TTA `tta`."
         if tta not in SEG_TTA: raise ValueError(f"unknown mask TTA {tta!r}; choose from {list(SEG_TTA)}")
-        with self.lock, torch.no_grad(), self.autocast(): return mask_tta(self.model, self.normalise(x), *SEG_TTA[tta]).cpu().numpy()
+        with self.lock, torch.no_grad(), self.autocast(): return mask_tta(self.runner, self.normalise(x), *SEG_TTA[tta]).cpu().numpy()
 
     def predict(self, imgs, tta:str='none') -> list:
         "Lesion probability maps at original size for image files or RGB arrays."

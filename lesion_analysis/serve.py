@@ -4,24 +4,26 @@
 
 # %% ../nbs/16_serve.ipynb #fb6b9906
 from __future__ import annotations
-import asyncio, base64, os, threading, time
+import asyncio, base64, collections, hmac, json, os, threading, time
 from pathlib import Path
-import cv2, numpy as np, pandas as pd
+import cv2, numpy as np, pandas as pd, torch
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastcore.meta import delegates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 import lesion_analysis
 from .core import *
 from .infer import Classifier, model_unk_rule, rescale_default, combine_binary
 from .interpret import gradcam, prepare_for_maps, item_to_original, overlay, png_bytes
-from .modeldir import read_config, config_task, check_config
+from .modeldir import read_config, config_task, check_config, OnnxNetwork
 from .detect import lesion_finder, Detector, draw_boxes, BOX_COLUMNS
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'BodyLimit', 'binary_models', 'service_app', 'create_app',
-           'detector_app', 'app_from_env']
+__all__ = ['DISCLAIMER', 'PAGE', 'metadata_fields', 'model_info', 'BodyLimit', 'MicroBatcher', 'Gate', 'binary_models',
+           'service_app', 'create_app', 'detector_app', 'app_from_env']
 
 # %% ../nbs/16_serve.ipynb #b73e0283
 def metadata_fields(clf:Classifier) -> dict:
@@ -39,11 +41,12 @@ def model_info(clf:Classifier, unk:dict|None, binary:list=()) -> dict:
                 class_names={k: CLASS_NAMES[k] for k in clf.classes}, input_size=clf.size, preprocess=c['preprocess'],
                 metadata_fields=metadata_fields(clf), lesion_crops=clf.preprocessor.lesion_margin is not None,
                 data=c.get('data'), validation=c.get('valid'), folds=c.get('folds'), unk_rule=unk, compute=clf.plan, library_version=lesion_analysis.__version__,
+                explanations=not isinstance(clf.model, OnnxNetwork),  # an ONNX export has no gradients
                 calibration=dict(temperature=clf.temperature, applied=clf.asked['calibrated'], fitted=c.get('calibration')),
                 binary=[dict(name=b.path.name, positive=b.classes[0], validation=b.config.get('valid')) for b in binary])
 
 # %% ../nbs/16_serve.ipynb #96d22b13
-def _error(status:int, message:str) -> JSONResponse: return JSONResponse({'error': message}, status_code=status)
+def _error(status:int, message:str, headers:dict|None=None) -> JSONResponse: return JSONResponse({'error': message}, status_code=status, headers=headers)
 
 # %% ../nbs/16_serve.ipynb #ff336f7b
 class BodyLimit:
@@ -65,6 +68,64 @@ class BodyLimit:
             return msg
         await self.app(scope, limited_receive, send)
 
+# %% ../nbs/16_serve.ipynb #47e071c9
+class MicroBatcher:
+    "Answer requests in batches: those arriving within `wait_ms` of the first (up to `max_batch`, the same key) go to one call of `answer(key, items)` in a worker thread."
+    def __init__(self, answer, wait_ms:float=5., max_batch:int=16):
+        self.answer, self.wait, self.max_batch, self.loop = answer, wait_ms / 1000, max_batch, None
+        self.sizes = collections.Counter()  # how many batches of each size it computed
+
+    async def __call__(self, key, item):
+        "The answer to `item`, computed in a batch with the other items of `key` that arrive with it."
+        if self.loop is not asyncio.get_running_loop():  # first call in this event loop: start its batching task
+            self.loop, self.queue = asyncio.get_running_loop(), asyncio.Queue()
+            self.task = self.loop.create_task(self._run())
+        fut = self.loop.create_future()
+        self.queue.put_nowait((key, item, fut))
+        return await fut
+
+    async def _gather(self) -> list:
+        "The next batch: the first waiting request, and those that arrive within `wait` of it."
+        batch, end = [await self.queue.get()], self.loop.time() + self.wait
+        while len(batch) < self.max_batch and (left := end - self.loop.time()) > 0:
+            try: batch.append(await asyncio.wait_for(self.queue.get(), left))
+            except asyncio.TimeoutError: break
+        return [b for b in batch if not b[2].done()]  # a request given up on (timed out) is not computed
+
+    async def _run(self):
+        while True:
+            batch = await self._gather()
+            for key in dict.fromkeys(k for k, _, _ in batch):
+                group = [(item, fut) for k, item, fut in batch if k == key]
+                self.sizes[len(group)] += 1
+                try: results = await run_in_threadpool(self.answer, key, [item for item, _ in group])
+                except Exception as e: results = [e] * len(group)
+                for (_, fut), r in zip(group, results):
+                    if not fut.done(): fut.set_exception(r) if isinstance(r, Exception) else fut.set_result(r)
+
+# %% ../nbs/16_serve.ipynb #b9a42b8c
+class Gate:
+    "ASGI middleware for `POST /predict`: 401 without API key `api_key` (when set), 503 with `Retry-After` when `max_queue` requests are already in, both before the upload is read."
+    def __init__(self, app, max_queue:int=16, api_key:str|None=None, retry_after:int=1):
+        self.app, self.max_queue, self.retry_after, self.inflight = app, max_queue, retry_after, 0
+        self.key = api_key.encode() if api_key else None
+
+    def authorised(self, headers:dict) -> bool:
+        "Whether the request carries the API key (`X-API-Key`, or `Authorization: Bearer`), compared in constant time."
+        given = headers.get(b'x-api-key') or headers.get(b'authorization', b'').removeprefix(b'Bearer ').strip()
+        return hmac.compare_digest(given, self.key)
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http' or scope['path'] != '/predict' or scope['method'] != 'POST': return await self.app(scope, receive, send)
+        if self.key and not self.authorised(dict(scope['headers'])):
+            return await _error(401, "an API key is required: send it in the X-API-Key header", {'WWW-Authenticate': 'Bearer'})(scope, receive, send)
+        if self.inflight >= self.max_queue:
+            return await _error(503, f"busy: {self.inflight} requests are being answered; try again in {self.retry_after} s",
+                                {'Retry-After': str(self.retry_after)})(scope, receive, send)
+        self.inflight += 1
+        try: await self.app(scope, receive, send)
+        finally: self.inflight -= 1
+
 # %% ../nbs/16_serve.ipynb #49658715
 def binary_models(paths, classes:list, **kwargs) -> list:
     "The binary model directories `paths` loaded (`kwargs` as `Classifier`), checked to combine with a multi-class model of `classes` (`infer.combine_binary`)."
@@ -74,47 +135,64 @@ def binary_models(paths, classes:list, **kwargs) -> list:
     return bins
 
 # %% ../nbs/16_serve.ipynb #c4f76ee1
-def _binary_probs(bins:list, img:np.ndarray, tta:str, box=None) -> dict:
-    "{group: the positive probability of image `img`}, averaged over the binary models `bins` of each group."
+def _binary_probs(bins:list, imgs:list, tta:str, boxes:list) -> list:
+    "For each image of `imgs`: {group: its positive probability}, averaged over the binary models `bins` of each group."
     groups = {}
-    for b in bins: groups.setdefault(b.classes[0], []).append(float(b.predict([img], tta, None, [box])[0, 0]))
-    return {g: float(np.mean(v)) for g, v in groups.items()}
+    for b in bins: groups.setdefault(b.classes[0], []).append(b.predict(imgs, tta, None, boxes)[:, 0])
+    return [{g: float(np.mean([p[i] for p in ps])) for g, ps in groups.items()} for i in range(len(imgs))]
+
+# %% ../nbs/16_serve.ipynb #f71c404d
+def _answer(clf:Classifier, probs:np.ndarray, score:float|None, unk:dict|None, tta:str) -> dict:
+    "One image's answer from its reported probabilities `probs` and out-of-distribution `score`."
+    top = int(probs.argmax())
+    flagged = clf.classes[top] == 'UNK' or (unk is not None and float(score) > unk['threshold'])
+    return dict(probabilities={c: float(probs[clf.classes.index(c)]) if c in clf.classes else 0. for c in CLASSES},
+                top_class=clf.classes[top], top_class_name=CLASS_NAMES[clf.classes[top]], top_probability=float(probs[top]),
+                unk=dict(flagged=bool(flagged), score=None if score is None else float(score), threshold=unk['threshold'] if unk else None,
+                         method=unk['method'] if unk else 'UNK class'), tta=tta, temperature=clf.temperature, priors_rescaled=rescale_default(clf.config))
+
+# %% ../nbs/16_serve.ipynb #256ebb3a
+def _gradcam_png(clf:Classifier, item:dict, target:int, overlay_side:int=1024) -> str:
+    "The Grad-CAM overlay of class `target` on `item`'s original image (`prepare_for_maps`), at most `overlay_side` px, as base64 PNG."
+    m, orig = item_to_original(gradcam(clf, item['x'], target), item), item['orig']
+    if (s := overlay_side / max(orig.shape[:2])) < 1:  # the answer stays small, whatever the upload's size
+        orig, m = (cv2.resize(a, (round(orig.shape[1] * s), round(orig.shape[0] * s)), interpolation=cv2.INTER_AREA) for a in (orig, m))
+    return base64.b64encode(png_bytes(overlay(orig, m))).decode()
 
 # %% ../nbs/16_serve.ipynb #39e0d4e0
-def _classify(clf:Classifier, img:np.ndarray, tta:str, want_cam:bool, unk:dict|None, meta:dict, seg=None, overlay_side:int=1024, bins:list=()) -> dict:
-    "Probabilities (combined with the binary models `bins`), top class, UNK flag and optional Grad-CAM overlay of one decoded image (with its `meta` fields)."
-    lesion = seg.lesion_of(img) if seg else None
-    box = tuple(lesion[k] for k in ('x0', 'y0', 'x1', 'y1')) if lesion else None
-    item = prepare_for_maps(clf, img, box) if want_cam else dict(x=clf.to_batch([clf.prepare(img, box)]))  # the map geometry only when needed
-    m, problems = clf.meta_batch(pd.DataFrame([meta]))
-    o = clf.outputs(item['x'], tta, m)
-    binary = _binary_probs(bins, img, tta, box) if bins else None
-    probs = combine_binary(o['probs'], clf.classes, {g: [p] for g, p in binary.items()}, balanced=True)[0] if bins else o['probs'][0]  # both priors rescaled, or balanced by their loss
-    top = int(probs.argmax())
-    score = float(clf.ood(o, unk['method'])[0]) if unk else None
-    flagged = clf.classes[top] == 'UNK' or (unk is not None and score > unk['threshold'])
-    res = dict(probabilities={c: float(probs[clf.classes.index(c)]) if c in clf.classes else 0. for c in CLASSES},
-               top_class=clf.classes[top], top_class_name=CLASS_NAMES[clf.classes[top]], top_probability=float(probs[top]),
-               unk=dict(flagged=bool(flagged), score=score, threshold=unk['threshold'] if unk else None,
-                        method=unk['method'] if unk else 'UNK class'), tta=tta, temperature=clf.temperature, priors_rescaled=rescale_default(clf.config))
-    if clf.encoder: res['metadata'] = dict(given=meta, problems=[f"{p['field']}={p['value']!r}: {p['problem']}" for p in problems])
-    if lesion: res['lesion'] = lesion
-    if bins: res['binary'] = binary  # each group's probability in `probabilities` is the mean of this and the multi-class model's
-    if want_cam:
-        m, orig = item_to_original(gradcam(clf, item['x'], top), item), item['orig']
-        if (s := overlay_side / max(orig.shape[:2])) < 1:  # the answer stays small, whatever the upload's size
-            orig, m = (cv2.resize(a, (round(orig.shape[1] * s), round(orig.shape[0] * s)), interpolation=cv2.INTER_AREA) for a in (orig, m))
-        res['gradcam_png'] = base64.b64encode(png_bytes(overlay(orig, m))).decode()
+def _classify(clf:Classifier, imgs:list, tta:str, want_cam:bool, unk:dict|None, metas:list, seg=None, overlay_side:int=1024, bins:list=()) -> list:
+    "For each decoded image of `imgs` (with its `metas` fields), in one forward pass: probabilities (combined with the binary models `bins`), top class, UNK flag, optional Grad-CAM overlay."
+    lesions = [seg.lesion_of(img) if seg else None for img in imgs]
+    boxes = [tuple(l[k] for k in ('x0', 'y0', 'x1', 'y1')) if l else None for l in lesions]
+    items = [prepare_for_maps(clf, img, box) if want_cam else None for img, box in zip(imgs, boxes)]  # the map geometry only when needed
+    x = torch.cat([it['x'] for it in items]) if want_cam else clf.to_batch([clf.prepare(img, box) for img, box in zip(imgs, boxes)])
+    m, problems = clf.meta_batch(pd.DataFrame(metas, index=range(len(imgs))))
+    o = clf.outputs(x, tta, m)
+    binary = _binary_probs(bins, imgs, tta, boxes) if bins else None
+    probs = combine_binary(o['probs'], clf.classes, {g: [np.array([b[g] for b in binary])] for g in binary[0]}, balanced=True) if bins else o['probs']  # both priors rescaled, or balanced by their loss
+    scores = clf.ood(o, unk['method']) if unk else [None] * len(imgs)
+    res = [_answer(clf, p, s, unk, tta) for p, s in zip(probs, scores)]
+    for i, r in enumerate(res):
+        if clf.encoder: r['metadata'] = dict(given=metas[i], problems=[f"{p['field']}={p['value']!r}: {p['problem']}" for p in problems if p['row'] == i])
+        if lesions[i]: r['lesion'] = lesions[i]
+        if bins: r['binary'] = binary[i]  # each group's probability in `probabilities` is the mean of this and the multi-class model's
+        if want_cam: r['gradcam_png'] = _gradcam_png(clf, items[i], clf.classes.index(r['top_class']), overlay_side)
     return res
 
 # %% ../nbs/16_serve.ipynb #7c206177
-def service_app(model, info:dict, answer, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, max_decodes:int=2, upload_timeout:float=30.) -> FastAPI:
-    "The web service around loaded `model` (described by `info`, `GET /model`): `answer(img, tta, gradcam, meta)` answers each upload, bounded as `BodyLimit` and the limits say."
+def service_app(model, info:dict, answer, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, max_decodes:int=2, upload_timeout:float=30.,
+                batch_ms:float=5., max_batch:int=16, max_queue:int=16, request_timeout:float=30., api_key:str|None=None, cors_origins=()) -> FastAPI:
+    "The web service around loaded `model` (described by `info`, `GET /model`): `answer(imgs, tta, gradcam, metas)` answers uploads in micro-batches, bounded as `BodyLimit`, `Gate` and the limits say."
     limit = int(max_upload_mb * 2**20)
     app = FastAPI(title='lesion_analysis', version=lesion_analysis.__version__,
                   description='Skin-lesion classification and detection. A research tool, not a diagnosis.')
     app.state.model = model
+    info = {**info, 'service': dict(batch_ms=batch_ms, max_batch=max_batch, max_queue=max_queue, request_timeout=request_timeout,
+                                    api_key_required=bool(api_key), cors_origins=list(cors_origins))}
     app.add_middleware(BodyLimit, limit=limit + 64 * 1024, timeout=upload_timeout)  # the form's other fields get 64 KiB
+    app.add_middleware(Gate, max_queue=max_queue, api_key=api_key)
+    if cors_origins: app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=['GET', 'POST'], allow_headers=['X-API-Key', 'Authorization'])
+    app.state.batcher = batcher = MicroBatcher(lambda key, items: answer([i for i, _ in items], *key, [m for _, m in items]), batch_ms, max_batch)
     decodes = threading.BoundedSemaphore(max_decodes)
 
     def decode(data:bytes, name:str) -> np.ndarray:
@@ -127,7 +205,7 @@ def service_app(model, info:dict, answer, max_upload_mb:float=20, max_pixels:int
     async def _http(request, exc): return _error(exc.status_code, str(exc.detail))
 
     @app.get('/health')
-    def health(): return {'status': 'ok', 'model': info['name']}
+    async def health(): return {'status': 'ok', 'model': info['name']}  # on the event loop: it answers whatever the load
 
     @app.get('/model')
     def model_(): return info
@@ -145,7 +223,9 @@ def service_app(model, info:dict, answer, max_upload_mb:float=20, max_pixels:int
         except LesionDataError as e: return _error(400, str(e))
         t0 = time.perf_counter()
         meta = {c: form[c] for c in info['metadata_fields'] if isinstance(form.get(c), str) and form[c].strip()}
-        res = await run_in_threadpool(answer, img, tta, gradcam, meta)
+        try: res = await asyncio.wait_for(batcher((tta, gradcam), (img, meta)), request_timeout)
+        except asyncio.TimeoutError: return _error(504, f"not answered within {request_timeout:g} s: the service is busy, try again later")
+        except LesionDataError as e: return _error(422, str(e))  # what this model cannot do (an ONNX export: no Grad-CAM)
         return dict(**res, model=dict(name=info['name'], version=info['version'], arch=info['arch']),
                     milliseconds=round((time.perf_counter() - t0) * 1000, 1), disclaimer=DISCLAIMER)
 
@@ -155,28 +235,28 @@ def service_app(model, info:dict, answer, max_upload_mb:float=20, max_pixels:int
     return app
 
 # %% ../nbs/16_serve.ipynb #ec179d77
+@delegates(service_app, but=['model', 'info', 'answer', 'max_upload_mb', 'max_pixels', 'max_decodes', 'upload_timeout'])
 def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk_method:str='auto', segmenter=None,
                max_decodes:int=2, upload_timeout:float=30., overlay_side:int=1024, precision:str='auto', layout:str='auto',
-               calibrated:bool=True, binary=()) -> FastAPI:
-    "The web service for the model directory `model_dir` (combined with the `binary` model directories; `segmenter`: a segmentation or detection model directory that finds the lesion, for a lesion-crop model or to return its box), computing in `precision` and `layout`, with the models' temperature when `calibrated` and UNK by score `unk_method` ('auto': the model's default); a detection model directory is served by `detector_app`."
-    limits = dict(max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_decodes=max_decodes, upload_timeout=upload_timeout)
+               calibrated:bool=True, binary=(), runtime:str='auto', **kwargs) -> FastAPI:
+    "The web service for the model directory `model_dir` (combined with the `binary` model directories; `segmenter`: a segmentation or detection model directory that finds the lesion, for a lesion-crop model or to return its box), computing in `precision` and `layout` in `runtime` (PyTorch or ONNX Runtime), with the models' temperature when `calibrated` and UNK by score `unk_method` ('auto': the model's default); a detection model directory is served by `detector_app`; `kwargs`: batching, queue, API key and CORS as `service_app`."
+    limits = dict(max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_decodes=max_decodes, upload_timeout=upload_timeout, **kwargs)
     check_config(cfg := read_config(model_dir), Path(model_dir)/'config.json')  # a malformed config: one clear line, whatever the model
-    if config_task(cfg, Path(model_dir)/'config.json') == 'detection': return detector_app(model_dir, overlay_side, precision, layout, **limits)
-    clf = Classifier(model_dir, precision=precision, layout=layout, calibrated=calibrated)
+    if config_task(cfg, Path(model_dir)/'config.json') == 'detection': return detector_app(model_dir, overlay_side, precision, layout, runtime, **limits)
+    clf = Classifier(model_dir, precision=precision, layout=layout, calibrated=calibrated, runtime=runtime)
     if clf.positive: raise LesionDataError(model_dir, "is a binary model: serve a multi-class model, with binary models beside it (--binary)")
-    bins = binary_models(binary, clf.classes, precision=precision, layout=layout, calibrated=calibrated)
+    bins = binary_models(binary, clf.classes, precision=precision, layout=layout, calibrated=calibrated, runtime=runtime)
     seg = lesion_finder(segmenter, precision=precision, layout=layout) if segmenter else None
     if clf.preprocessor.lesion_margin is not None and seg is None:
         raise LesionDataError(model_dir, "was trained on lesion-centred crops: serve it with a segmentation model (--segmenter)")
     unk = None if 'UNK' in clf.classes or not (clf.path/'valid_preds.csv').exists() else model_unk_rule(clf, unk_method)
-    answer = lambda img, tta, gradcam, meta: _classify(clf, img, tta, gradcam, unk, meta, seg, overlay_side, bins)
+    answer = lambda imgs, tta, gradcam, metas: _classify(clf, imgs, tta, gradcam, unk, metas, seg, overlay_side, bins)
     return service_app(clf, model_info(clf, unk, bins), answer, **limits)
 
-# %% ../nbs/16_serve.ipynb #5609edbc
-def _detect(det:Detector, img:np.ndarray, want_boxes:bool, overlay_side:int=1024) -> dict:
-    "A detector's answer for one decoded image: its boxes (best first), the top box's class as the top class, each class's best box score; the boxes drawn if `want_boxes`."
-    boxes = det.detect([img])[0]
-    best = {c: max((b['score'] for b in boxes if b['label'] == c), default=0.) for c in det.classes}
+# %% ../nbs/16_serve.ipynb #61ee6d1d
+def _detection_answer(img:np.ndarray, boxes:list, classes:list, want_boxes:bool, overlay_side:int=1024) -> dict:
+    "The answer for one image and its detected `boxes` (best first), the three best drawn if `want_boxes`."
+    best = {c: max((b['score'] for b in boxes if b['label'] == c), default=0.) for c in classes}
     top = boxes[0] if boxes else None
     res = dict(boxes=boxes[:10], probabilities={c: best.get(c, 0.) for c in CLASSES}, scores_are='the best box score of each class (not probabilities)',
                top_class=top and top['label'], top_class_name=top and CLASS_NAMES[top['label']], top_probability=top['score'] if top else 0.,
@@ -187,27 +267,33 @@ def _detect(det:Detector, img:np.ndarray, want_boxes:bool, overlay_side:int=1024
         res['gradcam_png'] = base64.b64encode(png_bytes(draw_boxes(small, [{**b, **{c: b[c] * s for c in BOX_COLUMNS}} for b in boxes[:3]]))).decode()
     return res
 
+# %% ../nbs/16_serve.ipynb #5609edbc
+def _detect(det:Detector, imgs:list, want_boxes:bool, overlay_side:int=1024) -> list:
+    "A detector's answer for each decoded image of `imgs`: its boxes (best first), the top box's class as the top class, each class's best box score; the boxes drawn if `want_boxes`."
+    return [_detection_answer(img, boxes, det.classes, want_boxes, overlay_side) for img, boxes in zip(imgs, det.detect(imgs))]
+
 # %% ../nbs/16_serve.ipynb #d50ce26b
-def detector_app(model_dir, overlay_side:int=1024, precision:str='auto', layout:str='auto', **limits) -> FastAPI:
+def detector_app(model_dir, overlay_side:int=1024, precision:str='auto', layout:str='auto', runtime:str='auto', **limits) -> FastAPI:
     "The web service for a detection model directory: each answer is the image's boxes and the class of the top one; the overlay (`gradcam`) draws the three best boxes."
-    det = Detector(model_dir, precision=precision, layout=layout)
+    det = Detector(model_dir, precision=precision, layout=layout, runtime=runtime)
     c = det.config
     info = dict(name=det.path.name, version=c.get('trained'), task='detection', arch=c['arch'], detector=c['recipe']['detector'], classes=det.classes,
                 class_names={k: CLASS_NAMES[k] for k in det.classes}, input_size=det.size, preprocess=c['preprocess'], metadata_fields={},
                 data=c.get('data'), validation=c.get('valid'), compute=det.plan, library_version=lesion_analysis.__version__)
-    return service_app(det, info, lambda img, tta, gradcam, meta: _detect(det, img, gradcam, overlay_side), **limits)
+    return service_app(det, info, lambda imgs, tta, gradcam, metas: _detect(det, imgs, gradcam, overlay_side), **limits)
 
 # %% ../nbs/16_serve.ipynb #23a6348b
 DISCLAIMER = 'Research tool, not a medical device: this output is not a diagnosis.'
 
 def app_from_env() -> FastAPI:
-    "The app for the model in `$LESION_ANALYSIS_MODEL` (for `uvicorn --factory` and several workers, `$LESION_ANALYSIS_WORKERS`, sharing the cores)."
+    "The app for the model in `$LESION_ANALYSIS_MODEL` (for `uvicorn --factory` and several workers, `$LESION_ANALYSIS_WORKERS`, sharing the cores; the service's settings in `$LESION_ANALYSIS_SERVICE`, JSON)."
     env = os.environ.get
     share_cores(int(env('LESION_ANALYSIS_WORKERS', 1)))
     return create_app(os.environ['LESION_ANALYSIS_MODEL'], float(env('LESION_ANALYSIS_MAX_UPLOAD_MB', 20)), segmenter=env('LESION_ANALYSIS_SEGMENTER') or None,
-                      precision=env('LESION_ANALYSIS_PRECISION', 'auto'), layout=env('LESION_ANALYSIS_LAYOUT', 'auto'),
+                      precision=env('LESION_ANALYSIS_PRECISION', 'auto'), layout=env('LESION_ANALYSIS_LAYOUT', 'auto'), runtime=env('LESION_ANALYSIS_RUNTIME', 'auto'),
                       unk_method=env('LESION_ANALYSIS_UNK', 'auto'), calibrated=env('LESION_ANALYSIS_CALIBRATED', '1') == '1',
-                      binary=[p for p in env('LESION_ANALYSIS_BINARY', '').split(os.pathsep) if p])
+                      binary=[p for p in env('LESION_ANALYSIS_BINARY', '').split(os.pathsep) if p], api_key=env('LESION_ANALYSIS_API_KEY') or None,
+                      **json.loads(env('LESION_ANALYSIS_SERVICE', '{}')))
 
 # %% ../nbs/16_serve.ipynb #9e1957bf
 PAGE = """<!doctype html>
@@ -227,6 +313,7 @@ PAGE = """<!doctype html>
 <p class="warn" id="disclaimer"><b>Research tool, not a diagnosis.</b> This model has not been validated for clinical use; its output
 must not be used to decide on the care of a patient.</p>
 <div id="drop">Drop a lesion image here, or <label><u>choose a file</u><input id="file" type="file" accept="image/*" hidden></label></div>
+<label id="keyrow" hidden>API key <input id="key" type="password" autocomplete="off"></label>
 <label>Test-time augmentation <select id="tta"><option>none</option><option>flips</option><option>paper</option></select></label>
 <fieldset id="meta" hidden><legend>Patient and lesion (optional: leave unknown fields empty)</legend></fieldset>
 <p id="status"></p>
@@ -234,26 +321,30 @@ must not be used to decide on the care of a patient.</p>
 <div><h3>Probabilities</h3><div id="bars"></div><p id="top"></p></div></div>
 <script>
 const $ = id => document.getElementById(id);
+let explain = true;  // Grad-CAM, unless the model cannot (an ONNX export)
 async function send(file){
   $('preview').src = URL.createObjectURL(file); $('heatmap').removeAttribute('src'); $('bars').innerHTML = ''; $('top').textContent = '';
   $('status').className = ''; $('status').textContent = 'classifying...';
-  const fd = new FormData(); fd.append('file', file); fd.append('tta', $('tta').value); fd.append('gradcam', 'true');
+  const fd = new FormData(); fd.append('file', file); fd.append('tta', $('tta').value); fd.append('gradcam', explain ? 'true' : 'false');
   document.querySelectorAll('#meta [name]').forEach(el => el.value && fd.append(el.name, el.value));
   try {
-    const r = await fetch('predict', {method: 'POST', body: fd}); const j = await r.json();
+    const headers = $('key').value ? {'X-API-Key': $('key').value} : {};
+    const r = await fetch('predict', {method: 'POST', body: fd, headers}); const j = await r.json();
     if (!r.ok) { $('status').className = 'error'; $('status').textContent = j.error || r.statusText; return; }
     for (const [c, p] of Object.entries(j.probabilities)) {
       const d = document.createElement('div'); d.className = 'bar' + (c === j.top_class ? ' top' : ''); d.dataset.cls = c;
       d.innerHTML = `<span>${c}</span><div style="width:${Math.round(p * 250)}px"></div>${(100 * p).toFixed(1)}%`; $('bars').appendChild(d);
     }
     $('top').textContent = `Top class: ${j.top_class_name} (${(100 * j.top_probability).toFixed(1)}%)` + (j.unk.flagged ? ' - flagged as unlike the training images (UNK)' : '');
-    $('heatmap').src = 'data:image/png;base64,' + j.gradcam_png;
+    if (j.gradcam_png) $('heatmap').src = 'data:image/png;base64,' + j.gradcam_png;
     const notes = j.metadata && j.metadata.problems.length ? ' (' + j.metadata.problems.join('; ') + ')' : '';
     $('status').textContent = `done in ${j.milliseconds} ms by ${j.model.name}` + notes;
   } catch (e) { $('status').className = 'error'; $('status').textContent = String(e); }
 }
 fetch('model').then(r => r.json()).then(m => {
   if (m.task === 'detection') $('maphead').textContent = 'The lesion boxes found (the three best)';
+  if (m.service && m.service.api_key_required) $('keyrow').hidden = false;
+  if (m.explanations === false) { explain = false; $('maphead').textContent = 'No Grad-CAM: this model runs in ONNX Runtime (no gradients)'; }
   for (const [name, f] of Object.entries(m.metadata_fields || {})) {
     const l = document.createElement('label'); l.textContent = name + ' ';
     const el = document.createElement(f.type === 'number' ? 'input' : 'select'); el.name = name;

@@ -110,3 +110,81 @@ def test_load_200_requests_8_clients(server, shared):
                    p95_ms=round(1000 * lat[int(0.95 * len(lat)) - 1], 1), requests_per_s=round(200 / wall, 1))
     ARTIFACTS.mkdir(exist_ok=True); (ARTIFACTS/'serve_load.json').write_text(json.dumps(figures, indent=2))
     print(figures)
+
+@pytest.fixture(scope='module')
+def exported(model, tmp_path_factory):
+    "The small classifier exported for ONNX Runtime with `lesion-analysis export`."
+    from conftest import cli
+    out = tmp_path_factory.mktemp('export')/'onnx'
+    r = cli('export', model, '--out', out)
+    assert r.returncode == 0 and 'exported' in r.stdout, r.stderr
+    return out
+
+def test_export_onnx_predicts_and_serves_as_pytorch(model, exported, shared, tmp_path):
+    "An exported model directory: `predict` and the service run it in ONNX Runtime with PyTorch's answers; what it cannot do is refused clearly."
+    from fastapi.testclient import TestClient
+    from conftest import cli
+    from lesion_analysis.serve import create_app
+    images = [shared/'lesions'/'images'/f for f in ('PH2_IMD008.jpg', 'PH2_IMD002.jpg', 'PH2_IMD006.jpg')]
+    for m, name in ((model, 'torch.csv'), (exported, 'onnx.csv')):
+        r = cli('predict', m, *images, '--tta', 'flips', '--out', tmp_path/name)
+        assert r.returncode == 0, r.stderr
+    import pandas as pd
+    a, b = (pd.read_csv(tmp_path/f).set_index('image') for f in ('torch.csv', 'onnx.csv'))
+    assert len(a) == 3 and (a - b).abs().to_numpy().max() < 1e-4
+    img = images[0].read_bytes()
+    answers = [TestClient(create_app(m)).post('/predict', files={'file': ('a.jpg', img, 'image/jpeg')}, data={'tta': 'paper'}).json() for m in (model, exported)]
+    info = TestClient(create_app(exported)).get('/model').json()
+    assert info['compute']['runtime'] == 'onnx' and info['explanations'] is False
+    assert max(abs(answers[0]['probabilities'][c] - answers[1]['probabilities'][c]) for c in CLASSES) < 1e-4
+    r = TestClient(create_app(exported)).post('/predict', files={'file': ('a.jpg', img, 'image/jpeg')}, data={'gradcam': 'true'})
+    assert r.status_code == 422 and 'ONNX Runtime computes no gradients' in r.json()['error']
+    for args, message in (((tmp_path, '--out', tmp_path/'x'), 'not a model directory'),
+                          ((model, '--out', tmp_path/'x', '--quantize', 'int8'), 'give some with --calibration'),
+                          ((model, '--out', exported), 'already holds a model')):
+        r = cli('export', *args)
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+def test_browser_exported_model_with_api_key(exported, shared, tmp_path):
+    "The page on an exported model behind an API key: it asks for the key, sends it, shows the probabilities and says why there is no Grad-CAM."
+    from playwright.sync_api import sync_playwright
+    key = tmp_path/'key'; key.write_text('k' * 32 + '\n')
+    with serving(exported, '--api-key-file', key) as (url, _), sync_playwright() as p:
+        browser, page = browser_page(p)
+        page.goto(url + '/')
+        page.wait_for_selector('#keyrow:not([hidden])', timeout=30_000)
+        assert 'ONNX Runtime' in page.inner_text('#maphead')
+        page.set_input_files('#file', str(shared/'lesions'/'images'/'ISIC_0024468.jpg'))
+        page.wait_for_selector('#status.error', timeout=60_000)
+        assert 'API key is required' in page.inner_text('#status')
+        page.fill('#key', 'k' * 32)
+        page.set_input_files('#file', str(shared/'lesions'/'images'/'PH2_IMD008.jpg'))
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=60_000)
+        assert page.locator('#bars .bar').count() == 9 and 'Top class' in page.inner_text('#top')
+        page.screenshot(path=str(ARTIFACTS/'serve_page_onnx_key.png'), full_page=True)
+        browser.close()
+
+def test_overload_is_shed_and_health_answers(model, shared, tmp_path):
+    "64 clients sending paper-TTA requests at once to a queue of 8: the excess is answered 503 with Retry-After, the served stay within seconds, /health within a second throughout."
+    img = (shared/'lesions'/'images'/'PH2_IMD008.jpg').read_bytes()
+    with serving(model, '--max-queue', '8') as (url, _):
+        def one(i):
+            t0 = time.perf_counter()
+            r = httpx.post(url + '/predict', files={'file': ('x.jpg', img, 'image/jpeg')}, data={'tta': 'paper'}, timeout=120)
+            return r.status_code, r.headers.get('retry-after'), time.perf_counter() - t0
+        health, done = [], []
+        def poll():
+            while not done:
+                t0 = time.perf_counter(); r = httpx.get(url + '/health', timeout=10); health.append((r.status_code, time.perf_counter() - t0)); time.sleep(0.05)
+        with ThreadPoolExecutor(65) as pool:
+            polling = pool.submit(poll)
+            res = list(pool.map(one, range(128)))
+            done.append(True); polling.result()
+    served, shed = [r for r in res if r[0] == 200], [r for r in res if r[0] == 503]
+    assert served and shed and len(served) + len(shed) == len(res), {r[0] for r in res}
+    assert all(r[1] == '1' for r in shed)
+    lat = sorted(r[2] for r in served)
+    figures = dict(clients=64, requests=len(res), served=len(served), shed=len(shed), served_p50_s=round(statistics.median(lat), 2),
+                   served_p95_s=round(lat[int(.95 * len(lat)) - 1], 2), health_max_s=round(max(d for _, d in health), 3), health_checks=len(health))
+    ARTIFACTS.mkdir(exist_ok=True); (ARTIFACTS/'serve_overload.json').write_text(json.dumps(figures, indent=2)); print(figures)
+    assert figures['served_p95_s'] < 10 and figures['health_max_s'] < 1 and all(s == 200 for s, _ in health)
