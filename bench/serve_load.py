@@ -3,7 +3,8 @@ before micro-batching) and micro-batched (the default), with 1, 8 and 32 clients
 to the default service, which sheds what it cannot answer in time.
 
 Each configuration is a real `lesion-analysis serve` process on the default recipe's model (bench/train.py's `recipe`, 160 px),
-started the same way; the clients post validation JPEGs of the shared lesions to `/predict` (no Grad-CAM, no TTA) and each
+started the same way; the clients (threads of this process sharing one HTTP client with kept-alive connections, so that
+they take little of the CPU the service runs on) post validation JPEGs of the shared lesions to `/predict` (no Grad-CAM, no TTA) and each
 sends `--per-client` requests (at least 48 in all). Reported: requests/s, p50 and p95 latency, and the ratio to PyTorch one
 image per pass at the same client count. The service's queue is raised to 64 for these runs, so that nothing is shed and the
 figures are throughput; the overload run keeps the defaults and reports what was served and shed, the served p95, and the
@@ -39,13 +40,15 @@ def serving(*options):
     finally: proc.terminate(); proc.wait(30)
 
 def load(url:str, files:list, clients:int, requests:int, tta:str='none') -> list:
-    "`(status, seconds)` of `requests` posts of `files` (in turn) to /predict by `clients` concurrent clients."
-    def one(i):
-        f = files[i % len(files)]
-        t0 = time.perf_counter()
-        r = httpx.post(url + '/predict', files={'file': (f.name, f.read_bytes(), 'image/jpeg')}, data={'tta': tta}, timeout=300)
-        return r.status_code, time.perf_counter() - t0
-    with ThreadPoolExecutor(clients) as pool: return list(pool.map(one, range(requests)))
+    "`(status, seconds)` of `requests` posts of `files` (in turn, read beforehand) to /predict by `clients` concurrent clients on kept-alive connections."
+    data = [(f.name, f.read_bytes()) for f in files]
+    with httpx.Client(limits=httpx.Limits(max_connections=clients), timeout=300) as client:
+        def one(i):
+            name, body = data[i % len(data)]
+            t0 = time.perf_counter()
+            r = client.post(url + '/predict', files={'file': (name, body, 'image/jpeg')}, data={'tta': tta})
+            return r.status_code, time.perf_counter() - t0
+        with ThreadPoolExecutor(clients) as pool: return list(pool.map(one, range(requests)))
 
 def figures(res:list, wall:float) -> dict:
     "Requests/s, p50 and p95 (ms) of the served requests, and how many were shed."

@@ -70,9 +70,9 @@ class BodyLimit:
 
 # %% ../nbs/16_serve.ipynb #47e071c9
 class MicroBatcher:
-    "Answer requests in batches: those arriving within `wait_ms` of the first (up to `max_batch`, the same key) go to one call of `answer(key, items)` in a worker thread."
-    def __init__(self, answer, wait_ms:float=5., max_batch:int=16):
-        self.answer, self.wait, self.max_batch, self.loop = answer, wait_ms / 1000, max_batch, None
+    "Answer requests in batches: those arriving within `wait_ms` of the first (up to `max_batch`, the same key) go to one call of `answer(key, items)` in a worker thread; it waits only while `coming()` says more requests are on their way."
+    def __init__(self, answer, wait_ms:float=5., max_batch:int=16, coming=lambda: 0):
+        self.answer, self.wait, self.max_batch, self.coming, self.loop = answer, wait_ms / 1000, max_batch, coming, None
         self.sizes = collections.Counter()  # how many batches of each size it computed
 
     async def __call__(self, key, item):
@@ -85,9 +85,9 @@ class MicroBatcher:
         return await fut
 
     async def _gather(self) -> list:
-        "The next batch: the first waiting request, and those that arrive within `wait` of it."
+        "The next batch: the first waiting request, and those that arrive within `wait` of it (no wait when no other request is on its way)."
         batch, end = [await self.queue.get()], self.loop.time() + self.wait
-        while len(batch) < self.max_batch and (left := end - self.loop.time()) > 0:
+        while len(batch) < min(self.max_batch, self.queue.qsize() + self.coming() + 1) and (left := end - self.loop.time()) > 0:
             try: batch.append(await asyncio.wait_for(self.queue.get(), left))
             except asyncio.TimeoutError: break
         return [b for b in batch if not b[2].done()]  # a request given up on (timed out) is not computed
@@ -192,7 +192,8 @@ def service_app(model, info:dict, answer, max_upload_mb:float=20, max_pixels:int
     app.add_middleware(BodyLimit, limit=limit + 64 * 1024, timeout=upload_timeout)  # the form's other fields get 64 KiB
     app.add_middleware(Gate, max_queue=max_queue, api_key=api_key)
     if cors_origins: app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=['GET', 'POST'], allow_headers=['X-API-Key', 'Authorization'])
-    app.state.batcher = batcher = MicroBatcher(lambda key, items: answer([i for i, _ in items], *key, [m for _, m in items]), batch_ms, max_batch)
+    decoding = 0  # requests being decoded: on their way to the batcher
+    app.state.batcher = batcher = MicroBatcher(lambda key, items: answer([i for i, _ in items], *key, [m for _, m in items]), batch_ms, max_batch, lambda: decoding)
     decodes = threading.BoundedSemaphore(max_decodes)
 
     def decode(data:bytes, name:str) -> np.ndarray:
@@ -217,10 +218,13 @@ def service_app(model, info:dict, answer, max_upload_mb:float=20, max_pixels:int
         if (n := len(form.getlist('file'))) > 1: return _error(400, f"one image per request: the form has {n} 'file' fields")
         data = await file.read(limit + 1)
         if len(data) > limit: return _error(413, f"the upload is over the limit of {limit} bytes")
+        nonlocal decoding
+        decoding += 1
         try:
             img = await run_in_threadpool(decode, data, 'upload')
             if min(img.shape[:2]) < 8: raise LesionDataError('upload', f"image too small to classify ({img.shape[1]}x{img.shape[0]} px)")
         except LesionDataError as e: return _error(400, str(e))
+        finally: decoding -= 1
         t0 = time.perf_counter()
         meta = {c: form[c] for c in info['metadata_fields'] if isinstance(form.get(c), str) and form[c].strip()}
         try: res = await asyncio.wait_for(batcher((tta, gradcam), (img, meta)), request_timeout)
