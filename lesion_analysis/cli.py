@@ -8,13 +8,13 @@ import argparse, dataclasses, os, sys, tempfile, warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'OOD_CHOICES', 'SELECTION_CHOICES', 'QUIET_WARNINGS', 'command', 'index_args', 'run_index',
+__all__ = ['COMMANDS', 'RUNTIME_HELP', 'OOD_CHOICES', 'SELECTION_CHOICES', 'QUIET_WARNINGS', 'command', 'index_args', 'run_index',
            'preprocess_args', 'run_preprocess', 'add_compute_args', 'add_calibration_args', 'add_dask_args',
            'add_recipe_args', 'recipe_from', 'train_args', 'rank0', 'launch_processes', 'run_train', 'compare_args',
            'run_compare', 'predict_args', 'run_predict', 'evaluate_args', 'run_evaluate', 'ensemble_args',
            'run_ensemble', 'explain_args', 'run_explain', 'add_image_args', 'segment_args', 'run_segment',
-           'detect_args', 'run_detect', 'export_args', 'run_export', 'serve_args', 'api_key', 'run_serve', 'demo_args',
-           'run_demo', 'parser', 'main']
+           'detect_args', 'run_detect', 'export_args', 'run_export', 'serve_args', 'api_key', 'service_runtime',
+           'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
 
 # %% ../nbs/19_cli.ipynb #6a457ee5
 COMMANDS = {}
@@ -109,13 +109,15 @@ def run_preprocess(a):
     return out
 
 # %% ../nbs/19_cli.ipynb #ab6ac0c5
-def add_compute_args(p, runtime:bool=False):
-    "`--precision`, `--layout` (and for inference the `--runtime`): how the model computes (`learner.compute_plan`, `modeldir.RUNTIMES`; their choices, written out: usage errors answer before torch loads)."
+RUNTIME_HELP = ('auto (default): ONNX Runtime for a directory written by lesion-analysis export, else PyTorch; '
+                'onnx: a PyTorch directory is exported as it loads (seconds; export does it once)')
+
+def add_compute_args(p, runtime:str=''):
+    "`--precision`, `--layout` (and for inference `--runtime`, explained by `runtime`): how the model computes (`learner.compute_plan`, `modeldir.RUNTIMES`; their choices, written out: usage errors answer before torch loads)."
     p.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto', help='auto (default): bf16 on a CPU with bf16 instructions or a GPU that '
                    'has it, fp16 mixed precision on other GPUs, else fp32; weights stay fp32 whatever is chosen')
     p.add_argument('--layout', choices=('auto', 'channels_last', 'contiguous'), default='auto', help='memory layout (auto: channels_last, except fp32 on a GPU)')
-    if runtime: p.add_argument('--runtime', choices=('auto', 'torch', 'onnx'), default='auto', help='auto (default): ONNX Runtime for a directory written by '
-                               'lesion-analysis export, else PyTorch; onnx: a PyTorch directory is exported as it loads (seconds; export does it once)')
+    if runtime: p.add_argument('--runtime', choices=('auto', 'torch', 'onnx'), default='auto', help=runtime)
 
 # %% ../nbs/19_cli.ipynb #ad489641
 OOD_CHOICES = ('maxprob', 'entropy', 'energy', 'maxlogit', 'mahalanobis')  # metrics.OOD_SCORES, written out: usage errors answer before torch loads
@@ -257,7 +259,7 @@ def predict_args(p):
     p.add_argument('--segmenter', type=Path, help='segmentation or detection model directory that finds the lesions, for a model trained on lesion crops')
     p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=32)
-    add_compute_args(p, runtime=True)
+    add_compute_args(p, RUNTIME_HELP)
     add_dask_args(p, 'this process')
     p.add_argument('--partition', type=int, default=512, metavar='ROWS', help='rows of the table a task predicts (and a rerun resumes after; default 512)')
     return run_predict
@@ -295,7 +297,7 @@ def evaluate_args(p):
     p.add_argument('--threshold', type=float, default=0.5, help="binary predictions: the threshold whose sensitivity and specificity are reported "
                    "(beside those reaching 80, 90 and 95%% sensitivity; default 0.5)")
     add_calibration_args(p)
-    add_compute_args(p, runtime=True)
+    add_compute_args(p, RUNTIME_HELP)
     return run_evaluate
 
 # %% ../nbs/19_cli.ipynb #f1e4257d
@@ -349,7 +351,7 @@ def ensemble_args(p):
     p.add_argument('--tta', choices=['none', 'fastai', 'paper', 'flips'], default='none')
     p.add_argument('--priors', choices=['auto', 'rescale', 'keep'], default='auto', help='prior rescaling of the model members (see predict)')
     p.add_argument('--bs', type=int, default=32)
-    add_compute_args(p, runtime=True)
+    add_compute_args(p, RUNTIME_HELP)
     return run_ensemble
 
 # %% ../nbs/19_cli.ipynb #49bd6d1d
@@ -413,7 +415,7 @@ def add_image_args(p):
     p.add_argument('--images-dir', dest='images_dir', type=Path, help='folder the image column of a table is relative to')
     p.add_argument('--recursive', action='store_true', help='a folder input: its sub-folders too')
     p.add_argument('--bs', type=int, default=16)
-    add_compute_args(p, runtime=True)
+    add_compute_args(p, RUNTIME_HELP)
 
 # %% ../nbs/19_cli.ipynb #4614340d
 @command('segment', 'segment lesions with a segmentation model directory: binary masks, overlays and lesion boxes')
@@ -503,7 +505,7 @@ def serve_args(p):
     p.add_argument('--api-key-file', type=Path, help='file holding the API key /predict then requires (X-API-Key header); or set $LESION_ANALYSIS_API_KEY')
     p.add_argument('--cors-origin', action='append', default=[], metavar='URL', help='a web origin whose pages may call the service (repeatable; default: none)')
     add_calibration_args(p)
-    add_compute_args(p, runtime=True)
+    add_compute_args(p, 'auto (default): ONNX Runtime on a CPU, where it answers 3 to 4 times the requests of PyTorch (bench/serve_load.py): a PyTorch directory is exported as the service starts (seconds; Grad-CAM still uses PyTorch); PyTorch on a GPU and for a detector')
     return run_serve
 
 # %% ../nbs/19_cli.ipynb #b339db38
@@ -516,19 +518,28 @@ def api_key(a) -> str|None:
     if len(key) < 16: raise ValueError(f"{a.api_key_file}: the API key must be at least 16 characters on the first line (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     return key
 
+# %% ../nbs/19_cli.ipynb #14be108a
+def service_runtime(a) -> str:
+    "The runtime `serve` runs `--runtime auto` in: ONNX Runtime on a CPU (measured fastest) for a model that exports and no explicit reduced precision, else PyTorch."
+    import torch
+    from lesion_analysis.modeldir import read_config, check_config, config_task
+    if a.runtime != 'auto' or torch.cuda.is_available() or a.precision not in ('auto', 'fp32'): return a.runtime
+    check_config(cfg := read_config(a.model), Path(a.model)/'config.json')  # a malformed config: the one clear line create_app gives
+    return 'torch' if config_task(cfg, Path(a.model)/'config.json') == 'detection' else 'onnx'
+
 # %% ../nbs/19_cli.ipynb #37204ffe
 def run_serve(a):
     import json, os, uvicorn
     from lesion_analysis.serve import create_app
     service = dict(batch_ms=a.batch_ms, max_batch=a.max_batch, max_queue=a.max_queue, request_timeout=a.request_timeout, cors_origins=a.cors_origin)
     kw = dict(unk_method=a.unk, segmenter=a.segmenter, upload_timeout=a.upload_timeout, precision=a.precision, layout=a.layout,
-              calibrated=not a.uncalibrated, binary=a.binary, runtime=a.runtime, api_key=api_key(a), **service)
+              calibrated=not a.uncalibrated, binary=a.binary, runtime=service_runtime(a), api_key=api_key(a), **service)
     if a.workers == 1:  # load the model once, here, so a bad model directory fails with a clear message
         return uvicorn.run(create_app(a.model, a.max_upload_mb, **kw), host=a.host, port=a.port, log_level='info')
     create_app(a.model, a.max_upload_mb, **kw)  # several workers load it themselves: check it first
     os.environ.update(LESION_ANALYSIS_MODEL=str(Path(a.model).resolve()), LESION_ANALYSIS_MAX_UPLOAD_MB=str(a.max_upload_mb),
                       LESION_ANALYSIS_SEGMENTER=str(Path(a.segmenter).resolve()) if a.segmenter else '',
-                      LESION_ANALYSIS_PRECISION=a.precision, LESION_ANALYSIS_LAYOUT=a.layout, LESION_ANALYSIS_RUNTIME=a.runtime, LESION_ANALYSIS_WORKERS=str(a.workers),
+                      LESION_ANALYSIS_PRECISION=a.precision, LESION_ANALYSIS_LAYOUT=a.layout, LESION_ANALYSIS_RUNTIME=kw['runtime'], LESION_ANALYSIS_WORKERS=str(a.workers),
                       LESION_ANALYSIS_UNK=a.unk, LESION_ANALYSIS_CALIBRATED='0' if a.uncalibrated else '1', LESION_ANALYSIS_API_KEY=kw['api_key'] or '',
                       LESION_ANALYSIS_BINARY=os.pathsep.join(str(Path(b).resolve()) for b in a.binary), LESION_ANALYSIS_SERVICE=json.dumps(service))
     uvicorn.run('lesion_analysis.serve:app_from_env', factory=True, host=a.host, port=a.port, workers=a.workers, log_level='info')
