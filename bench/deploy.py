@@ -27,8 +27,8 @@ MODEL = RESULTS/'models'/'recipe'
 def runners(clf:Classifier, calibration:list) -> dict:
     "{name: callable on a normalised batch}: the network in each runtime and precision, at `clf`'s size."
     net, bf16 = clf.model, reduced_precision('cpu') == 'bf16'
-    graph, _ = clf.onnx_graph()
-    onnx_fp32, onnx_int8 = OnnxNetwork(graph), OnnxNetwork(quantize_graph(clf, graph, calibration)[0])
+    graph, _, onnx_fp32 = clf.onnx_graph()
+    onnx_int8 = OnnxNetwork(quantize_graph(clf, graph, calibration)[0])
     def torch_run(layout, precision='fp32'):
         fmt = torch.channels_last if layout == 'channels_last' else torch.contiguous_format
         def run(x):

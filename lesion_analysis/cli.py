@@ -522,10 +522,11 @@ def api_key(a) -> str|None:
 def service_runtime(a) -> str:
     "The runtime `serve` runs `--runtime auto` in: ONNX Runtime on a CPU (measured fastest) for a model that exports and no explicit reduced precision, else PyTorch."
     import torch
-    from lesion_analysis.modeldir import read_config, check_config, config_task
+    from lesion_analysis.modeldir import read_config, check_config
+    from lesion_analysis.infer import inference_class
     if a.runtime != 'auto' or torch.cuda.is_available() or a.precision not in ('auto', 'fp32'): return a.runtime
-    check_config(cfg := read_config(a.model), Path(a.model)/'config.json')  # a malformed config: the one clear line create_app gives
-    return 'torch' if config_task(cfg, Path(a.model)/'config.json') == 'detection' else 'onnx'
+    check_config(read_config(a.model), Path(a.model)/'config.json')  # a malformed config: the one clear line create_app gives
+    return 'torch' if inference_class(a.model).onnx_axes is None else 'onnx'
 
 # %% ../nbs/19_cli.ipynb #37204ffe
 def run_serve(a):

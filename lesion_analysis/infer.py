@@ -33,10 +33,10 @@ __all__ = ['TTA', 'BOUNDED_SCORES', 'SELECTION_METRICS', 'PRIOR_CHOICES', 'zoom_
            'rescale_default', 'rescale_priors', 'Classifier', 'fit_unk_threshold', 'ood_auroc', 'unk_column',
            'validation_scores', 'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'predict_part',
            'open_parts', 'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker', 'predict',
-           'write_skipped', 'finish_predictions', 'to_isic', 'inference_model', 'calibration_batches', 'quantize_graph',
-           'export_model', 'align_predictions', 'ensemble', 'selection_score', 'greedy_ensemble', 'exhaustive_ensemble',
-           'prior_shift', 'combine_binary', 'with_binary', 'read_member', 'predict_models', 'predict_combined',
-           'ensemble_members']
+           'write_skipped', 'finish_predictions', 'to_isic', 'inference_class', 'inference_model',
+           'calibration_batches', 'quantize_graph', 'export_model', 'align_predictions', 'ensemble', 'selection_score',
+           'greedy_ensemble', 'exhaustive_ensemble', 'prior_shift', 'combine_binary', 'with_binary', 'read_member',
+           'predict_models', 'predict_combined', 'ensemble_members']
 
 # %% ../nbs/13_infer.ipynb #2ea8b408
 def zoom_crop(x:torch.Tensor, zoom:float=1.05, row:float=.5, col:float=.5) -> torch.Tensor:
@@ -357,12 +357,17 @@ def to_isic(preds:pd.DataFrame, classes=CLASSES) -> pd.DataFrame:
     return out
 
 # %% ../nbs/13_infer.ipynb #fdf33bf3
-def inference_model(path, **kwargs) -> ImageModel:
-    "Model directory `path` loaded for inference by the class of its task (a `Classifier`, `segment.Segmenter` or `detect.Detector`; `kwargs` as theirs)."
+def inference_class(path) -> type:
+    "The class that loads model directory `path` for inference, by its task: `Classifier`, `segment.Segmenter` or `detect.Detector`."
     task = config_task(read_config(path), Path(path)/'config.json')
-    cls = next((c for c in (Classifier, Segmenter, Detector) if task in L(c.task)), None)
-    if cls is None: raise LesionDataError(path, f"holds a {task} model, which no inference class here loads")
-    return cls(path, **kwargs)
+    if (cls := next((c for c in (Classifier, Segmenter, Detector) if task in L(c.task)), None)) is None:
+        raise LesionDataError(path, f"holds a {task} model, which no inference class here loads")
+    return cls
+
+# %% ../nbs/13_infer.ipynb #12d41fed
+def inference_model(path, **kwargs) -> ImageModel:
+    "Model directory `path` loaded for inference by the class of its task (`inference_class`; `kwargs` as theirs)."
+    return inference_class(path)(path, **kwargs)
 
 # %% ../nbs/13_infer.ipynb #6900fcc4
 def calibration_batches(m:ImageModel, images:list, n:int=64) -> list:
@@ -399,7 +404,7 @@ def export_model(path, out, quantize:str|None=None, calibration=None, force:bool
     m = inference_model(src, precision='fp32', runtime='torch')  # the fp32 weights, whatever the model trained or predicts in
     if out.resolve() == src.resolve(): raise ValueError(f"{out}: export into a new folder, not the model directory itself")
     check_model_dir_free(out, force)
-    t0 = time.time(); graph, exporter = m.onnx_graph()
+    t0 = time.time(); graph, exporter, _ = m.onnx_graph()
     graph, calibrated = quantize_graph(m, graph, calibration) if quantize else (graph, None)
     out.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():  # what inference reads beside the weights: validation predictions, out-of-distribution statistics

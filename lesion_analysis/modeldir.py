@@ -223,9 +223,9 @@ def onnx_graph(net:nn.Module, inputs:dict, outputs:list, axes:dict) -> tuple:
             return f.getvalue(), 'torchscript'
 
 # %% ../nbs/07_modeldir.ipynb #d865e1cb
-def check_graph(net:nn.Module, graph:bytes, inputs:list, path, tol:float=1e-3):
-    "Raise naming `path` unless ONNX `graph` gives `net`'s outputs (to `tol`, relative to their range) on each of `inputs` (tuples of tensors)."
-    onnx_net = OnnxNetwork(graph)
+def check_graph(net:nn.Module, graph:bytes, inputs:list, path, tol:float=1e-3, cfg:dict|None=None) -> OnnxNetwork:
+    "ONNX `graph` as an `OnnxNetwork` (for model config `cfg`), checked to give `net`'s outputs (to `tol`, relative to their range) on each of `inputs` (tuples of tensors); else raise naming `path`."
+    onnx_net = OnnxNetwork(graph, cfg)
     for xs in inputs:
         with torch.no_grad(): want = net(*xs)
         want = want[0] if isinstance(want, tuple) else want
@@ -233,6 +233,7 @@ def check_graph(net:nn.Module, graph:bytes, inputs:list, path, tol:float=1e-3):
         if got.shape != want.shape or (diff := float((got - want).abs().max())) > tol * scale:
             raise LesionDataError(path, f"the ONNX graph does not reproduce the network on an input of shape {tuple(xs[0].shape)} "
                                         f"(outputs {tuple(got.shape)}, PyTorch's {tuple(want.shape)}" + (f", largest difference {diff:.2g})" if got.shape == want.shape else ')'))
+    return onnx_net
 
 # %% ../nbs/07_modeldir.ipynb #111fdb84
 def onnx_network(path, cfg:dict) -> OnnxNetwork:
@@ -242,8 +243,8 @@ def onnx_network(path, cfg:dict) -> OnnxNetwork:
     try: net = OnnxNetwork(f.read_bytes(), cfg)
     except Exception as e: raise LesionDataError(f, f"not an ONNX graph ONNX Runtime can run ({str(e)[:300]})") from None
     image, out = net.session.get_inputs()[0].shape, net.session.get_outputs()[0].shape
-    fixed = cfg['task'] != 'segmentation'  # a segmentation graph takes any size its TTA asks for
-    if len(image) != 4 or image[1] != 3 or (fixed and image[2:] != [cfg['size']] * 2) or out[1] != len(cfg['classes']):
+    fixed = [d for d in image[2:] if isinstance(d, int)]  # a graph with free height and width (a segmenter's) takes any size
+    if len(image) != 4 or image[1] != 3 or any(d != cfg['size'] for d in fixed) or out[1] != len(cfg['classes']):
         raise LesionDataError(f, f"does not match config.json: the graph takes {image} and gives {out}, the config says "
                                  f"3 x {cfg['size']} x {cfg['size']} images and {len(cfg['classes'])} classes")
     return net
@@ -329,8 +330,7 @@ class ImageModel:
         self.norm = Normalize.from_stats(self.config['stats']['mean'], self.config['stats']['std'], cuda=False)
         self.normalise = Pipeline([self.norm], split_idx=1)
         self.lock = threading.Lock()  # one forward/backward pass at a time
-        exported = isinstance(self.model, OnnxNetwork)
-        self.runner = OnnxNetwork(self.onnx_graph()[0], self.config) if self.plan['runtime'] == 'onnx' and not exported else self.model  # what predicts
+        self.runner = self.onnx_graph()[2] if self.plan['runtime'] == 'onnx' and not self.exported else self.model  # what predicts
 
     @property
     def decode_side(self) -> int:
@@ -378,11 +378,17 @@ class ImageModel:
         "Map `m` over the padded input of a prepared image (of `prepared_shape`, from crop box `crop`) as a map over the original of `shape`."
         return paste_map(m, self.placement(prepared_shape), crop, shape)
 
+# %% ../nbs/07_modeldir.ipynb #2593267b
+@patch(as_prop=True)
+def exported(self:ImageModel) -> bool:
+    "Whether the model directory is an ONNX export (its network an `OnnxNetwork`, without PyTorch weights)."
+    return isinstance(self.model, OnnxNetwork)
+
 # %% ../nbs/07_modeldir.ipynb #d8b58327
 @patch(as_prop=True)
 def torch_model(self:ImageModel) -> nn.Module:
     "The PyTorch network, for what needs gradients (explanations); an ONNX export has none."
-    if isinstance(self.model, OnnxNetwork):
+    if self.exported:
         raise LesionDataError(self.path, "is an ONNX export: ONNX Runtime computes no gradients, so explanations (Grad-CAM, guided backprop, "
                                          "integrated gradients) need the PyTorch model directory it was exported from")
     return self.model
@@ -398,7 +404,7 @@ def onnx_inputs(self:ImageModel, n:int=2) -> dict:
 # %% ../nbs/07_modeldir.ipynb #7e4d0ae0
 @patch
 def onnx_graph(self:ImageModel) -> tuple:
-    "`(ONNX graph, exporter)` of the fp32 network, with a dynamic batch axis, checked against PyTorch; a classifier's has its pooled features as a second output."
+    "`(ONNX graph, exporter, the graph as a checked OnnxNetwork)` of the fp32 network, with a dynamic batch axis; a classifier's has its pooled features as a second output."
     if self.onnx_axes is None: raise LesionDataError(self.path, f"holds a {self.config['task']} model, which does not export to ONNX here: run it in PyTorch")
     net = self.torch_model.float().to('cpu', memory_format=torch.contiguous_format)
     feats = self.onnx_features and not isinstance(net, MeanOfModels)  # a classifier's features (a mean of folds has no one body)
@@ -406,10 +412,10 @@ def onnx_graph(self:ImageModel) -> tuple:
     axes = {n: self.onnx_axes if n in ('image', 'logits') else {0: 'batch'} for n in [*inputs, *outputs]}
     graph, exporter = onnx_graph(WithFeatures(net).eval() if feats else net, inputs, outputs, axes)
     sizes = {self.size, *({round(self.size * s / 32) * 32 for s in (.75, 1.25)} if len(self.onnx_axes) > 1 else ())}  # a segmentation TTA's scales
-    check_graph(net, graph, [tuple(v[:1].expand(n, *v.shape[1:]) if k != 'image' else torch.rand(n, 3, s, s) for k, v in inputs.items())
-                             for s in sizes for n in (1, 3)], self.path/ONNX_FILE)
+    onnx_net = check_graph(net, graph, [tuple(v[:1].expand(n, *v.shape[1:]) if k != 'image' else torch.rand(n, 3, s, s) for k, v in inputs.items())
+                                        for s in sizes for n in (1, 3)], self.path/ONNX_FILE, cfg=self.config)
     self.model.to(self.device, memory_format=memory_format(self.plan))
-    return graph, exporter
+    return graph, exporter, onnx_net
 
 # %% ../nbs/07_modeldir.ipynb #3cc0ece8
 def paste_map(m:np.ndarray, placement, crop, shape) -> np.ndarray:

@@ -18,7 +18,7 @@ import lesion_analysis
 from .core import *
 from .infer import Classifier, model_unk_rule, rescale_default, combine_binary
 from .interpret import gradcam, prepare_for_maps, item_to_original, overlay, png_bytes
-from .modeldir import read_config, config_task, check_config, OnnxNetwork
+from .modeldir import read_config, config_task, check_config
 from .detect import lesion_finder, Detector, draw_boxes, BOX_COLUMNS
 
 # %% auto #0
@@ -41,7 +41,7 @@ def model_info(clf:Classifier, unk:dict|None, binary:list=()) -> dict:
                 class_names={k: CLASS_NAMES[k] for k in clf.classes}, input_size=clf.size, preprocess=c['preprocess'],
                 metadata_fields=metadata_fields(clf), lesion_crops=clf.preprocessor.lesion_margin is not None,
                 data=c.get('data'), validation=c.get('valid'), folds=c.get('folds'), unk_rule=unk, compute=clf.plan, library_version=lesion_analysis.__version__,
-                explanations=not isinstance(clf.model, OnnxNetwork),  # an ONNX export has no gradients
+                explanations=not clf.exported,  # an ONNX export has no gradients
                 calibration=dict(temperature=clf.temperature, applied=clf.asked['calibrated'], fitted=c.get('calibration')),
                 binary=[dict(name=b.path.name, positive=b.classes[0], validation=b.config.get('valid')) for b in binary])
 
