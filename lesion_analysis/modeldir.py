@@ -327,7 +327,7 @@ class ImageModel:
         self.model.to(self.device, memory_format=memory_format(self.plan))
         self.preprocessor = Preprocessor(**self.config['preprocess'])
         self._resize = Resize(self.size, method=ResizeMethod.Pad, pad_mode=PadMode.Zeros)
-        self.norm = Normalize.from_stats(self.config['stats']['mean'], self.config['stats']['std'], cuda=False)
+        self.norm = Normalize(*(torch.tensor(self.config['stats'][k], device=self.device).view(1, -1, 1, 1) for k in ('mean', 'std')))  # on the batches' device
         self.normalise = Pipeline([self.norm], split_idx=1)
         self.lock = threading.Lock()  # one forward/backward pass at a time
         self.runner = self.onnx_graph()[2] if self.plan['runtime'] == 'onnx' and not self.exported else self.model  # what predicts

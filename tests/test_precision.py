@@ -31,7 +31,7 @@ def models(syn, tmp_path_factory):
 def test_config_and_history_record_the_precision(models):
     for p in TRAINED:
         cfg = json.loads((models/p/'config.json').read_text())
-        plan = compute_plan(p, training=True)
+        plan = compute_plan(p, device=cfg['compute']['device'], training=True)  # a GPU's is recorded with its index (cuda:0)
         assert cfg['compute'] == plan
         hist = pd.read_csv(models/p/'history.csv')
         assert set(hist.precision) == {plan['precision']} and set(hist.layout) == {plan['layout']}
