@@ -15,12 +15,12 @@ summarises the folds scored so far (pairs compared on the images both scored).
 
     python bench/accuracy.py segmentation [--candidates default,size224,...] [--folds 5] [--seed 42] [--jobs 1]
 """
-import argparse, json, os, time
+import argparse, os, time
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
 import numpy as np, pandas as pd, torch
 from common import report, RESULTS
-from lesion_analysis.core import available_cores, share_cores, shared_data, load_image, write_csv
+from lesion_analysis.core import share_cores, shared_data, load_image, write_csv
 from lesion_analysis.datasets import read_mask_pairs, kfold_by_lesion, lesion_groups
 from lesion_analysis.metrics import grouped_bootstrap, mask_jaccard
 from lesion_analysis.train import Recipe, train

@@ -8,7 +8,7 @@ so that one run carries one folder to the GPU machine. On a machine without a CU
     python bench/gpu_precision.py [--size 160] [--epochs 3]
 """
 import argparse, sys, time
-import numpy as np, pandas as pd, torch
+import pandas as pd, torch
 from common import report, RESULTS
 from predict_speed import agreement, speed_figures
 from lesion_analysis.core import shared_data

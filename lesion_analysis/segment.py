@@ -23,7 +23,7 @@ from .train import Task, register_task
 
 # %% auto #0
 __all__ = ['SEG_CODES', 'MASK_LOSSES', 'FLIPS', 'SEG_TTA', 'read_mask', 'write_png', 'cache_pairs', 'seg_dls', 'MaskLoss',
-           'encoder_layers', 'unet_model', 'unet_network', 'Segmentation', 'mask_tta', 'Segmenter',
+           'encoder_layers', 'unet_model', 'unet_network', 'Segmentation', 'mask_tta', 'Segmenter', 'largest_region',
            'largest_region_box', 'clean_mask', 'overlay_outline', 'lesion_summary', 'segment_images', 'otsu_blue']
 
 # %% ../nbs/11_segment.ipynb #a0ef2304
@@ -197,22 +197,24 @@ class Segmenter(ImageModel):
         return [self.to_original(pr, p.shape, box, i.shape) for pr, (p, box), i in zip(probs, prepared, imgs)]
 
 # %% ../nbs/11_segment.ipynb #2c767254
+def largest_region(mask:np.ndarray) -> np.ndarray|None:
+    "The largest 8-connected region of binary `mask` as a uint8 mask, or None when `mask` is empty."
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return None if n < 2 else (labels == 1 + stats[1:, cv2.CC_STAT_AREA].argmax()).astype(np.uint8)
+
+# %% ../nbs/11_segment.ipynb #b4580f84
 def largest_region_box(mask:np.ndarray) -> tuple|None:
     "(x0, y0, x1, y1) of the largest connected region of binary `mask`, or None when it is empty."
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if n < 2: return None
-    x, y, w, h = stats[1 + stats[1:, cv2.CC_STAT_AREA].argmax(), :4]
+    if (region := largest_region(mask)) is None: return None
+    x, y, w, h = cv2.boundingRect(region)
     return int(x), int(y), int(x + w), int(y + h)
 
 # %% ../nbs/11_segment.ipynb #46805cbb
 def clean_mask(mask:np.ndarray) -> np.ndarray:
     "Binary `mask` reduced to its largest connected region with that region's holes filled (an empty mask stays empty)."
-    m = mask.astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n < 2: return m.astype(bool)
-    largest = (labels == 1 + stats[1:, cv2.CC_STAT_AREA].argmax()).astype(np.uint8)
-    contours, _ = cv2.findContours(largest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    return cv2.drawContours(np.zeros_like(largest), contours, -1, 1, cv2.FILLED).astype(bool)
+    if (region := largest_region(mask)) is None: return np.zeros(mask.shape, bool)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return cv2.drawContours(np.zeros_like(region), contours, -1, 1, cv2.FILLED).astype(bool)
 
 # %% ../nbs/11_segment.ipynb #e664f5e4
 def overlay_outline(img:np.ndarray, mask:np.ndarray, colour=(0, 255, 0)) -> np.ndarray:
