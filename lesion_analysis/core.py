@@ -16,8 +16,8 @@ from distributed import Client, LocalCluster, WorkerPlugin
 # %% auto #0
 __all__ = ['CLASS_NAMES', 'CLASSES', 'TABLE_COLUMNS', 'IMAGE_EXTS', 'CLASS_ALIASES', 'MAX_PIXELS', 'UMASK', 'LesionDataError',
            'make_table', 'class_code', 'normalise_labels', 'load_image', 'is_image_file', 'atomic_write', 'write_csv',
-           'save_jpeg', 'show_progress', 'with_progress', 'shared_data', 'available_cores', 'share_cores', 'ShareCores',
-           'workers_per_host', 'dask_client']
+           'save_jpeg', 'show_progress', 'with_progress', 'shared_data', 'default_cache', 'available_cores',
+           'share_cores', 'ShareCores', 'workers_per_host', 'dask_client']
 
 # %% ../nbs/00_core.ipynb #47aaf2b5
 CLASS_NAMES = {
@@ -204,6 +204,12 @@ def shared_data(name:str='', start=None, missing_ok:bool=False) -> Path|None:
         raise LesionDataError(Path('shared')/'data'/name, f"not found in {roots[0] if env else 'shared/data beside ' + str(here) + ' or its parents'}: "
                               "set LESION_ANALYSIS_SHARED to the folder that holds the data (see each dataset's PROVENANCE.md)")
     return found
+
+# %% ../nbs/00_core.ipynb #fe57c372
+def default_cache() -> Path:
+    "Where preprocessed images and exported graphs are cached when no cache is given: `$LESION_ANALYSIS_CACHE`, else the user's cache folder."
+    if env := os.environ.get('LESION_ANALYSIS_CACHE'): return Path(env)
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'lesion_analysis'
 
 # %% ../nbs/00_core.ipynb #aa89d55a
 def available_cores() -> int:

@@ -23,8 +23,8 @@ from .modeldir import *
 __all__ = ['TASKS', 'LR_SCALING', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'per_process', 'lr_factor',
            'data_summary', 'run_lr_find', 'fit_stages', 'save_history', 'fit_recipe', 'precision_check', 'load_init',
            'init_weights', 'Tracker', 'run_config', 'data_fingerprint', 'run_record', 'record_differences', 'read_run',
-           'run_recipe', 'open_run', 'claim_run_dir', 'start_run', 'default_cache', 'check_split', 'loss_weights',
-           'finish_run', 'train', 'fold_config', 'finish_folds', 'train_folds', 'train_file']
+           'run_recipe', 'open_run', 'claim_run_dir', 'start_run', 'check_split', 'loss_weights', 'finish_run', 'train',
+           'fold_config', 'finish_folds', 'train_folds', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -294,12 +294,6 @@ def start_run(df:pd.DataFrame, out, r:Recipe, force:bool=False, resume:bool=Fals
     t0 = time.time(); set_seed(r.seed, reproducible=True)
     if 'is_valid' not in df: df = split_by_lesion(df, valid_pct=r.valid_pct, seed=r.seed)
     return df, out, t0
-
-# %% ../nbs/08_train.ipynb #202def02
-def default_cache() -> Path:
-    "Where preprocessed images are cached when no cache is given: `$LESION_ANALYSIS_CACHE`, else the user's cache folder."
-    if env := os.environ.get('LESION_ANALYSIS_CACHE'): return Path(env)
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'lesion_analysis'
 
 # %% ../nbs/08_train.ipynb #b3b85ecc
 def check_split(df:pd.DataFrame, bs:int, processes:int=1):
