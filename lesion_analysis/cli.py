@@ -13,8 +13,8 @@ __all__ = ['COMMANDS', 'RUNTIME_HELP', 'OOD_CHOICES', 'SELECTION_CHOICES', 'QUIE
            'add_recipe_args', 'recipe_from', 'train_args', 'rank0', 'launch_processes', 'run_train', 'compare_args',
            'run_compare', 'predict_args', 'run_predict', 'evaluate_args', 'run_evaluate', 'ensemble_args',
            'run_ensemble', 'explain_args', 'run_explain', 'add_image_args', 'segment_args', 'run_segment',
-           'detect_args', 'run_detect', 'export_args', 'run_export', 'serve_args', 'api_key', 'service_runtime',
-           'run_serve', 'demo_args', 'run_demo', 'parser', 'main']
+           'detect_args', 'run_detect', 'export_args', 'run_export', 'serve_args', 'api_key', 'run_serve', 'demo_args',
+           'run_demo', 'parser', 'main']
 
 # %% ../nbs/19_cli.ipynb #6a457ee5
 COMMANDS = {}
@@ -109,8 +109,9 @@ def run_preprocess(a):
     return out
 
 # %% ../nbs/19_cli.ipynb #ab6ac0c5
-RUNTIME_HELP = ('auto (default): ONNX Runtime for a directory written by lesion-analysis export, else PyTorch; '
-                'onnx: a PyTorch directory is exported as it loads (seconds; export does it once)')
+RUNTIME_HELP = ('auto (default): ONNX Runtime for a directory written by lesion-analysis export, and on a CPU for a classifier '
+                '(fp32, faster than PyTorch; exported at its first load, seconds, then kept in the cache folder) unless --precision '
+                'or --layout asks for PyTorch; else PyTorch. onnx: ONNX Runtime for any model that exports')
 
 def add_compute_args(p, runtime:str=''):
     "`--precision`, `--layout` (and for inference `--runtime`, explained by `runtime`): how the model computes (`learner.compute_plan`, `modeldir.RUNTIMES`; their choices, written out: usage errors answer before torch loads)."
@@ -505,7 +506,7 @@ def serve_args(p):
     p.add_argument('--api-key-file', type=Path, help='file holding the API key /predict then requires (X-API-Key header); or set $LESION_ANALYSIS_API_KEY')
     p.add_argument('--cors-origin', action='append', default=[], metavar='URL', help='a web origin whose pages may call the service (repeatable; default: none)')
     add_calibration_args(p)
-    add_compute_args(p, 'auto (default): ONNX Runtime on a CPU, where it answers 3 to 4 times the requests of PyTorch (bench/serve_load.py): a PyTorch directory is exported as the service starts (seconds; Grad-CAM still uses PyTorch); PyTorch on a GPU and for a detector')
+    add_compute_args(p, 'auto (default): ONNX Runtime on a CPU for a classifier, where it answers 3 to 4 times the requests of PyTorch (bench/serve_load.py): a PyTorch directory is exported at its first start (seconds; then kept in the cache folder; Grad-CAM still uses PyTorch); PyTorch on a GPU, for segmentation and detection models, and where --precision or --layout asks for it')
     return run_serve
 
 # %% ../nbs/19_cli.ipynb #b339db38
@@ -518,23 +519,13 @@ def api_key(a) -> str|None:
     if len(key) < 16: raise ValueError(f"{a.api_key_file}: the API key must be at least 16 characters on the first line (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     return key
 
-# %% ../nbs/19_cli.ipynb #14be108a
-def service_runtime(a) -> str:
-    "The runtime `serve` runs `--runtime auto` in: ONNX Runtime on a CPU (measured fastest) for a model that exports and no explicit reduced precision, else PyTorch."
-    import torch
-    from lesion_analysis.modeldir import read_config, check_config
-    from lesion_analysis.infer import inference_class
-    if a.runtime != 'auto' or torch.cuda.is_available() or a.precision not in ('auto', 'fp32'): return a.runtime
-    check_config(read_config(a.model), Path(a.model)/'config.json')  # a malformed config: the one clear line create_app gives
-    return 'torch' if inference_class(a.model).onnx_axes is None else 'onnx'
-
 # %% ../nbs/19_cli.ipynb #37204ffe
 def run_serve(a):
     import json, os, uvicorn
     from lesion_analysis.serve import create_app
     service = dict(batch_ms=a.batch_ms, max_batch=a.max_batch, max_queue=a.max_queue, request_timeout=a.request_timeout, cors_origins=a.cors_origin)
     kw = dict(unk_method=a.unk, segmenter=a.segmenter, upload_timeout=a.upload_timeout, precision=a.precision, layout=a.layout,
-              calibrated=not a.uncalibrated, binary=a.binary, runtime=service_runtime(a), api_key=api_key(a), **service)
+              calibrated=not a.uncalibrated, binary=a.binary, runtime=a.runtime, api_key=api_key(a), **service)
     if a.workers == 1:  # load the model once, here, so a bad model directory fails with a clear message
         return uvicorn.run(create_app(a.model, a.max_upload_mb, **kw), host=a.host, port=a.port, log_level='info')
     create_app(a.model, a.max_upload_mb, **kw)  # several workers load it themselves: check it first

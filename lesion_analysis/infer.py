@@ -5,7 +5,7 @@
 # %% ../nbs/13_infer.ipynb #06721138
 from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
-import functools, hashlib, itertools, json, math, shutil, sys, tempfile, time
+import collections, functools, hashlib, itertools, json, math, shutil, sys, tempfile, time
 from pathlib import Path
 import warnings
 import cv2, numpy as np, pandas as pd, torch, torch.nn.functional as F
@@ -31,9 +31,9 @@ from onnxruntime.quantization import quantize_static, quant_pre_process, Calibra
 # %% auto #0
 __all__ = ['TTA', 'BOUNDED_SCORES', 'SELECTION_METRICS', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views',
            'rescale_default', 'rescale_priors', 'Classifier', 'fit_unk_threshold', 'ood_auroc', 'unk_column',
-           'validation_scores', 'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'predict_part',
-           'open_parts', 'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker', 'predict',
-           'write_skipped', 'finish_predictions', 'to_isic', 'inference_class', 'inference_model',
+           'validation_scores', 'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'read_ahead',
+           'predict_part', 'open_parts', 'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker',
+           'predict', 'write_skipped', 'finish_predictions', 'to_isic', 'inference_class', 'inference_model',
            'calibration_batches', 'quantize_graph', 'export_model', 'align_predictions', 'ensemble', 'selection_score',
            'greedy_ensemble', 'exhaustive_ensemble', 'prior_shift', 'combine_binary', 'with_binary', 'read_member',
            'predict_models', 'predict_combined', 'ensemble_members']
@@ -123,7 +123,7 @@ class Classifier(ImageModel):
         "For batch `x` (in [0, 1]): `probs`, what every command reports (with `tta`, the temperature, then priors as `rescale` says), and the plain view's `logits` and `features`."
         if tta not in TTA: raise ValueError(f"unknown TTA {tta!r}; choose from {list(TTA)}")
         views, beta = TTA[tta]
-        with self.lock:
+        with self.lock, self.torch_work():
             logits, feats = self._forward(self.normalise(x), meta)
             probs = plain = self._softmax(logits)
             if views is not None:
@@ -235,23 +235,32 @@ def prediction_job(clf:Classifier, df:pd.DataFrame, tta:str, rescale, unk, segme
     job = json.dumps([str(clf.path.resolve()), model, tta, rescale, unk, seg, df.to_csv(index=False)], default=str)
     return hashlib.sha256(job.encode()).hexdigest()
 
+# %% ../nbs/13_infer.ipynb #6b73629c
+def read_ahead(pool, fn, items, bs:int, depth:int=2):
+    "Batches of `(item, fn(item))` of `items`, `bs` at a time and in order, with `depth` more batches computing on `pool` meanwhile."
+    pending, result = collections.deque(), lambda batch: [(x, f.result()) for x, f in batch]
+    for batch in chunked(items, bs):
+        pending.append([(x, pool.submit(fn, x)) for x in batch])
+        if len(pending) > depth: yield result(pending.popleft())
+    while pending: yield result(pending.popleft())
+
+
 # %% ../nbs/13_infer.ipynb #2519b09a
 def predict_part(clf:Classifier, rows:pd.DataFrame, bs:int=32, tta:str='none', rescale:bool|None=None, threads:int=2, meta:bool=True,
                  segmenter=None, unk:dict|None=None) -> tuple:
-    "`(probabilities of the images of table `rows` in order (and their `unk_score` under rule `unk`), skipped, metadata problems)`: one partition's work, images read on `threads` threads."
+    "`(probabilities of the images of table `rows` in order (and their `unk_score` under rule `unk`), skipped, metadata problems)`: one partition's work, its images read ahead on `threads` threads while the network runs."
     boxes, table = lesion_inputs(clf, rows, segmenter), metadata_rows(clf, rows) if meta else None
-    cols = ['image', *clf.classes, *(['unk_score'] if unk else [])]
-    found, skipped, problems = [pd.DataFrame(columns=cols)], [], []
+    paths, done, outs, skipped, problems = rows.image.astype(str).tolist(), [], [], [], []
     with ThreadPoolExecutor(threads) as pool:
-        for paths in chunked(rows.image.astype(str).tolist(), bs):
-            prepared = list(pool.map(lambda p: _prepare_safe(clf, p, boxes.get(p)), paths))
-            skipped += [dict(image=p, reason=r) for p, (_, r) in zip(paths, prepared) if r]
-            if not (ok := [(p, im) for p, (im, r) in zip(paths, prepared) if r is None]): continue
+        for batch in read_ahead(pool, lambda p: _prepare_safe(clf, p, boxes.get(p)), paths, bs):
+            skipped += [dict(image=p, reason=r) for p, (_, r) in batch if r]
+            if not (ok := [(p, im) for p, (im, r) in batch if r is None]): continue
             m, bad = clf.meta_batch(None if table is None else table.loc[[p for p, _ in ok]])
             o = clf.outputs(clf.to_batch([im for _, im in ok]), tta, m, rescale)
-            part = pd.DataFrame(o['probs'], columns=clf.classes).assign(image=[p for p, _ in ok])
-            found.append(part.assign(unk_score=clf.ood(o, unk['method'])) if unk else part); problems += bad
-    return pd.concat(found, ignore_index=True)[cols], skipped, problems
+            outs.append((o['probs'], clf.ood(o, unk['method']) if unk else None)); done += [p for p, _ in ok]; problems += bad
+    found = pd.DataFrame(np.concatenate([p for p, _ in outs]) if outs else np.zeros((0, len(clf.classes))), columns=clf.classes)
+    if unk: found['unk_score'] = np.concatenate([s for _, s in outs]) if outs else np.zeros(0)
+    return found.assign(image=done)[['image', *found.columns]], skipped, problems
 
 # %% ../nbs/13_infer.ipynb #294ceeec
 def open_parts(out, job:str) -> Path:

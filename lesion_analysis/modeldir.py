@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_modeldir.ipynb #33f7ae89
 from __future__ import annotations
-import hashlib, inspect, io, json, math, threading, warnings
+import contextlib, hashlib, inspect, io, json, math, os, threading, warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 import cv2, numpy as np, onnxruntime as ort, torch
@@ -18,12 +18,13 @@ from .learner import compute_plan, autocast_for, memory_format, capture_features
 
 # %% auto #0
 __all__ = ['MODELS', 'MODEL_FORMAT', 'LEGACY_FORMATS', 'ONNX_FILE', 'MODEL_FILES', 'OOD_FILE', 'HASHED_FILES', 'RUN_FILE',
-           'CHECKPOINT', 'CONFIG_KEYS', 'RUNTIMES', 'register_model', 'plugin', 'plugin_names', 'model_builder',
-           'config_task', 'config_network', 'unfinished_run', 'check_model_dir_free', 'clear_model_dir', 'write_config',
-           'file_sha256', 'file_hashes', 'member_hashes', 'verify_files', 'save_model_dir', 'build_model',
-           'check_config', 'read_config', 'MeanOfModels', 'fold_members', 'OnnxNetwork', 'WithFeatures', 'onnx_graph',
-           'check_graph', 'onnx_network', 'load_model_dir', 'save_ood_stats', 'load_ood_stats', 'onnx_runtime',
-           'inference_plan', 'pad_placement', 'ImageModel', 'paste_map']
+           'CHECKPOINT', 'CONFIG_KEYS', 'RUNTIMES', 'ONNX_CACHE_KEEP', 'register_model', 'plugin', 'plugin_names',
+           'model_builder', 'config_task', 'config_network', 'unfinished_run', 'check_model_dir_free',
+           'clear_model_dir', 'write_config', 'file_sha256', 'file_hashes', 'member_hashes', 'verify_files',
+           'save_model_dir', 'build_model', 'check_config', 'read_config', 'MeanOfModels', 'fold_members',
+           'OnnxNetwork', 'WithFeatures', 'onnx_graph', 'check_graph', 'onnx_network', 'load_model_dir',
+           'save_ood_stats', 'load_ood_stats', 'onnx_runtime', 'inference_plan', 'pad_placement', 'ImageModel',
+           'paste_map']
 
 # %% ../nbs/07_modeldir.ipynb #636c0651
 MODELS = {}
@@ -186,6 +187,7 @@ class OnnxNetwork(nn.Module):
         super().__init__()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = torch.get_num_threads(), 1  # this process's share of the cores
+        opts.add_session_config_entry('session.intra_op.allow_spinning', '0')  # free the cores when a run ends, for the threads reading images
         self.session = ort.InferenceSession(graph, opts, providers=['CPUExecutionProvider'])
         self.inputs, self.outputs = [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
         self.missing = torch.tensor((cfg or {}).get('metadata', {}).get('missing', []), dtype=torch.float32)
@@ -293,8 +295,9 @@ def onnx_runtime(config:dict, runtime:str='auto') -> str:
     return 'onnx' if exported else 'torch' if runtime == 'auto' else runtime
 
 # %% ../nbs/07_modeldir.ipynb #de260e27
-def inference_plan(config:dict, precision:str='auto', layout:str='auto', device=None, runtime:str='auto') -> dict:
-    "How the model of `config` predicts: in PyTorch as `compute_plan` says (`auto`: in reduced precision only if the model passed its `precision_check` in it), or in ONNX Runtime (`runtime`; `auto`: for an ONNX export)."
+def inference_plan(config:dict, precision:str='auto', layout:str='auto', device=None, runtime:str='auto', onnx_auto:bool=False) -> dict:
+    "How the model of `config` predicts: in ONNX Runtime for an ONNX export, or (`runtime` auto, `onnx_auto`: its network runs faster there) on a CPU with precision and layout auto or fp32; else in PyTorch as `compute_plan` says (`auto`: in reduced precision only if the model passed its `precision_check` in it)."
+    if runtime == 'auto' and onnx_auto and precision in ('auto', 'fp32') and layout == 'auto' and compute_plan(device=device)['device'] == 'cpu': runtime = 'onnx'
     if (runtime := onnx_runtime(config, runtime)) == 'onnx':
         if precision not in ('auto', 'fp32'): raise ValueError(f"precision {precision} is for PyTorch: ONNX Runtime computes in fp32 (int8 for a model exported with --quantize int8)")
         return dict(device='cpu', precision=(config.get('onnx') or {}).get('quantized') or 'fp32', layout='contiguous', runtime='onnx')
@@ -318,10 +321,12 @@ class ImageModel:
     "A model directory of `task` loaded for inference, with the preprocessing its training images had."
     task = 'classification'  # the task, or a tuple of tasks, of the model directories it loads
     onnx_axes, onnx_features = {0: 'batch'}, True  # its ONNX graph's dynamic image axes (None: it does not export), and whether it outputs the pooled features
+    onnx_auto = True  # whether `runtime='auto'` runs it in ONNX Runtime on a CPU (where that was measured faster)
     def __init__(self, path=None, device=None, model=None, config=None, precision:str='auto', layout:str='auto', runtime:str='auto'):
         self.model, self.config = load_model_dir(path, self.task) if model is None else (model.eval(), config)
         self.path, self.size = Path(path or '.'), int(self.config['size'])
-        self.plan = inference_plan(self.config, precision, layout, device, runtime)  # how it computes: runtime, device, precision, memory layout
+        onnx_auto = model is None and self.onnx_auto and self.onnx_axes is not None  # a model directory's network that exports
+        self.plan = inference_plan(self.config, precision, layout, device, runtime, onnx_auto)  # how it computes: runtime, device, precision, memory layout
         self.asked = dict(precision=precision, layout=layout, runtime=runtime)  # what was asked for: how another process (a Dask worker) loads it
         self.device = torch.device(self.plan['device'])
         self.model.to(self.device, memory_format=memory_format(self.plan))
@@ -329,8 +334,8 @@ class ImageModel:
         self._resize = Resize(self.size, method=ResizeMethod.Pad, pad_mode=PadMode.Zeros)
         self.norm = Normalize(*(torch.tensor(self.config['stats'][k], device=self.device).view(1, -1, 1, 1) for k in ('mean', 'std')))  # on the batches' device
         self.normalise = Pipeline([self.norm], split_idx=1)
-        self.lock = threading.Lock()  # one forward/backward pass at a time
-        self.runner = self.onnx_graph()[2] if self.plan['runtime'] == 'onnx' and not self.exported else self.model  # what predicts
+        self.lock, self.threads = threading.Lock(), torch.get_num_threads()  # one forward/backward pass at a time; PyTorch's threads
+        self.runner = self.onnx_runner() if self.plan['runtime'] == 'onnx' and not self.exported else self.model  # what predicts
 
     @property
     def decode_side(self) -> int:
@@ -367,8 +372,9 @@ class ImageModel:
 
     def to_batch(self, imgs) -> torch.Tensor:
         "Prepared RGB arrays as a padded batch in [0, 1], not normalised."
-        ts = [torch.from_numpy(np.array(self._resize(PILImage.create(im), split_idx=1))).permute(2, 0, 1) for im in imgs]
-        return TensorImage(torch.stack(ts).float().div_(255)).to(self.device)
+        with self.torch_work():
+            ts = [torch.from_numpy(np.array(self._resize(PILImage.create(im), split_idx=1))).permute(2, 0, 1) for im in imgs]
+            return TensorImage(torch.stack(ts).float().div_(255)).to(self.device)
 
     def placement(self, shape) -> tuple:
         "(x0, y0, x1, y1): where a prepared image of `shape` lies in its padded batch image."
@@ -377,6 +383,15 @@ class ImageModel:
     def to_original(self, m:np.ndarray, prepared_shape, crop, shape) -> np.ndarray:
         "Map `m` over the padded input of a prepared image (of `prepared_shape`, from crop box `crop`) as a map over the original of `shape`."
         return paste_map(m, self.placement(prepared_shape), crop, shape)
+
+# %% ../nbs/07_modeldir.ipynb #80ae15f2
+@patch
+@contextlib.contextmanager
+def torch_work(self:ImageModel):
+    "Context of PyTorch's share of a prediction (batching, normalising, TTA views): beside ONNX Runtime, on one thread, as ONNX Runtime has the cores."
+    if self.plan['runtime'] == 'onnx': torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(self.threads)  # as when the model loaded, even where two such contexts overlap
 
 # %% ../nbs/07_modeldir.ipynb #2593267b
 @patch(as_prop=True)
@@ -403,6 +418,17 @@ def onnx_inputs(self:ImageModel, n:int=2) -> dict:
 
 # %% ../nbs/07_modeldir.ipynb #7e4d0ae0
 @patch
+def check_onnx(self:ImageModel, graph:bytes) -> OnnxNetwork:
+    "ONNX `graph` of the network as an `OnnxNetwork`, checked against the fp32 network on random batches of 1 and 3 images (at a segmenter's TTA scales too)."
+    net, inputs = self.torch_model.float().to('cpu', memory_format=torch.contiguous_format), self.onnx_inputs()
+    sizes = {self.size, *({round(self.size * s / 32) * 32 for s in (.75, 1.25)} if len(self.onnx_axes) > 1 else ())}  # a segmentation TTA's scales
+    onnx_net = check_graph(net, graph, [tuple(v[:1].expand(n, *v.shape[1:]) if k != 'image' else torch.rand(n, 3, s, s) for k, v in inputs.items())
+                                        for s in sizes for n in (1, 3)], self.path/ONNX_FILE, cfg=self.config)
+    self.model.to(self.device, memory_format=memory_format(self.plan))
+    return onnx_net
+
+# %% ../nbs/07_modeldir.ipynb #32e22111
+@patch
 def onnx_graph(self:ImageModel) -> tuple:
     "`(ONNX graph, exporter, the graph as a checked OnnxNetwork)` of the fp32 network, with a dynamic batch axis; a classifier's has its pooled features as a second output."
     if self.onnx_axes is None: raise LesionDataError(self.path, f"holds a {self.config['task']} model, which does not export to ONNX here: run it in PyTorch")
@@ -411,11 +437,37 @@ def onnx_graph(self:ImageModel) -> tuple:
     inputs, outputs = self.onnx_inputs(), ['logits', 'features'] if feats else ['logits']
     axes = {n: self.onnx_axes if n in ('image', 'logits') else {0: 'batch'} for n in [*inputs, *outputs]}
     graph, exporter = onnx_graph(WithFeatures(net).eval() if feats else net, inputs, outputs, axes)
-    sizes = {self.size, *({round(self.size * s / 32) * 32 for s in (.75, 1.25)} if len(self.onnx_axes) > 1 else ())}  # a segmentation TTA's scales
-    onnx_net = check_graph(net, graph, [tuple(v[:1].expand(n, *v.shape[1:]) if k != 'image' else torch.rand(n, 3, s, s) for k, v in inputs.items())
-                                        for s in sizes for n in (1, 3)], self.path/ONNX_FILE, cfg=self.config)
-    self.model.to(self.device, memory_format=memory_format(self.plan))
-    return graph, exporter, onnx_net
+    return graph, exporter, self.check_onnx(graph)
+
+# %% ../nbs/07_modeldir.ipynb #288ef43e
+ONNX_CACHE_KEEP = 16  # exported graphs the cache keeps: the most recently used
+
+@patch
+def cached_onnx(self:ImageModel) -> OnnxNetwork:
+    "The network's checked ONNX graph: kept from an earlier load of the same model, else exported now and kept in `default_cache()/'onnx'`."
+    weights = None if 'sha256' in self.config else file_hashes(self.path, HASHED_FILES)  # a config without its files' hashes
+    key = json.dumps([self.config, weights, self.onnx_axes, self.onnx_features, torch.__version__], sort_keys=True, default=str)
+    f = default_cache()/'onnx'/f'{hashlib.sha256(key.encode()).hexdigest()[:32]}.onnx'
+    with contextlib.suppress(Exception):  # absent, unreadable or damaged: exported again
+        net = self.check_onnx(f.read_bytes()); os.utime(f)
+        return net
+    graph, _, net = self.onnx_graph()
+    with contextlib.suppress(OSError):  # a cache that cannot be written keeps nothing
+        with atomic_write(f) as tmp: tmp.write_bytes(graph)
+        for old in sorted(f.parent.glob('*.onnx'), key=lambda p: p.stat().st_mtime)[:-ONNX_CACHE_KEEP]: old.unlink(missing_ok=True)
+    return net
+
+# %% ../nbs/07_modeldir.ipynb #4854c4e9
+@patch
+def onnx_runner(self:ImageModel) -> nn.Module:
+    "The network in ONNX Runtime (`cached_onnx`); with runtime `auto`, the PyTorch network where it cannot run there, with a warning saying why."
+    try: return self.cached_onnx()
+    except Exception as e:
+        if self.asked['runtime'] != 'auto': raise
+        warnings.warn(f"{self.path}: predicting in PyTorch, as the network does not run in ONNX Runtime ({str(e)[:300]})")
+        self.plan = inference_plan(self.config, self.asked['precision'], self.asked['layout'], 'cpu', 'torch')
+        self.model.to(memory_format=memory_format(self.plan))
+        return self.model
 
 # %% ../nbs/07_modeldir.ipynb #3cc0ece8
 def paste_map(m:np.ndarray, placement, crop, shape) -> np.ndarray:
