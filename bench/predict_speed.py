@@ -1,12 +1,13 @@
-"""Prediction in each precision: how its answers compare with fp32, and its throughput against a bare fp32 forward pass.
+"""Prediction in each precision and runtime: how its answers compare with fp32, and its throughput against a bare fp32 forward pass.
 
 On the models of bench/train.py (`--models`; `recipe` is the default recipe, trained in fp32 with channels-last, and a model
 trained with `--precision bf16` may sit beside it): the model's own reduced-precision check from training, and `predict` in
 this machine's reduced precision (bf16 on a CPU with bf16 instructions) against fp32 on every validation image. Then
 throughput, side by side in one run, best of `--repeats`: `predict` (JPEG decoding, preprocessing, batching and the forward
-pass) in fp32 with the default layout (the library before the precision choice), in the default precision and layout, in
-the reduced precision, and in ONNX Runtime (`runtime='onnx'`, as for a directory written by `export`), against a bare fp32 forward pass on the already decoded, preprocessed and normalised tensors, at
-batch 32 (128 images) and at batch 1 (32 images).
+pass) in PyTorch fp32 with the default layout (the library before the precision choice), in PyTorch's default precision and
+layout, in PyTorch's reduced precision, and with the defaults (on a CPU: ONNX Runtime, the graph exported at an earlier load),
+against a bare fp32 forward pass on the already decoded, preprocessed and normalised tensors, at batch 32 (128 images) and at
+batch 1 (32 images).
 
     python bench/predict_speed.py [--models recipe,recipe-bf16] [--repeats 2]
 """
@@ -27,14 +28,14 @@ def agreement(a, b) -> dict:
 
 def precision_figures(path, valid) -> dict:
     "The model's own check, and `predict` in the reduced precision against fp32 on every validation image."
-    clfs = {p: Classifier(path, precision=p) for p in ('fp32', REDUCED)}
+    clfs = {p: Classifier(path, precision=p, runtime='torch') for p in ('fp32', REDUCED)}
     probs = {p: predict(c, valid, rescale=False, progress=False)[c.classes].to_numpy() for p, c in clfs.items()}
     return dict(trained_in=clfs['fp32'].config['compute'], model_check=clfs['fp32'].config.get('precision_check'),
                 auto_predicts_in=Classifier(path).plan, **{f'predict_{REDUCED}_vs_fp32': agreement(probs['fp32'], probs[REDUCED])})
 
 def speed_figures(path, images, repeats) -> dict:
     "Images/s of `predict` in each precision against a bare fp32 forward pass on decoded tensors, at batch 32 and 1."
-    ref = Classifier(path, precision='fp32', layout='contiguous')
+    ref = Classifier(path, precision='fp32', layout='contiguous', runtime='torch')
     figs = {}
     for bs, n in ((32, 128), (1, 32)):
         imgs = pd.DataFrame({'image': images[:n]})
@@ -43,8 +44,9 @@ def speed_figures(path, images, repeats) -> dict:
             with torch.no_grad():
                 for i in range(0, n, bs): ref.model(x[i:i + bs])
         runs = {'bare_fp32_forward': bare}
-        for name, kw in (('predict_fp32_contiguous', dict(precision='fp32', layout='contiguous')), ('predict_default', {}),
-                         (f'predict_{REDUCED}', dict(precision=REDUCED)), ('predict_onnxruntime', dict(runtime='onnx'))):
+        for name, kw in (('predict_torch_fp32_contiguous', dict(precision='fp32', layout='contiguous', runtime='torch')),
+                         ('predict_torch_default', dict(runtime='torch')), (f'predict_torch_{REDUCED}', dict(precision=REDUCED, runtime='torch')),
+                         ('predict_default', {})):
             clf = Classifier(path, **kw)
             runs[name] = lambda clf=clf: predict(clf, imgs, bs=bs, rescale=False, progress=False)
         best = {k: 0. for k in runs}

@@ -1,5 +1,6 @@
-"""The web service's requests per second, side by side in one run: the same model served in fp32 with the default memory
-layout (the service before the precision choice), with the default precision and layout, and in this machine's reduced precision.
+"""The web service's requests per second, side by side in one run: the same model served in PyTorch fp32 with the default
+memory layout (the service before the precision choice), in PyTorch's default precision and layout, in PyTorch's reduced
+precision on this machine, and with the defaults (on a CPU: ONNX Runtime, the graph exported at an earlier load).
 
 A FastAPI TestClient posts validation JPEGs of the shared lesions one request at a time to `/predict` (upload, decoding,
 preprocessing, the forward pass and the JSON answer; no Grad-CAM), alternating the apps, best of `--repeats`. Needs the model
@@ -30,7 +31,8 @@ def main():
     model = RESULTS/'models'/a.model
     files = [Path(i) for i in pd.read_csv(model/'valid_preds.csv').image[:a.images]]
     reduced = compute_plan()['precision']
-    apps = {'fp32_contiguous': dict(precision='fp32', layout='contiguous'), 'default': {}, reduced: dict(precision=reduced)}
+    apps = {'torch_fp32_contiguous': dict(precision='fp32', layout='contiguous', runtime='torch'), 'torch_default': dict(runtime='torch'),
+            f'torch_{reduced}': dict(precision=reduced, runtime='torch'), 'default': {}}
     clients = {k: TestClient(create_app(model, **kw)) for k, kw in apps.items()}
     best = {k: 0. for k in apps}
     for _ in range(a.repeats):
@@ -40,6 +42,6 @@ def main():
         print({k: round(v, 2) for k, v in best.items()}, flush=True)
     report('serve', dict(model=a.model, images=len(files), repeats=a.repeats, requests_per_s={k: round(v, 2) for k, v in best.items()},
                          plans={k: c.get('/model').json()['compute'] for k, c in clients.items()},
-                         **{f'{k}_vs_fp32_contiguous': round(v / best['fp32_contiguous'], 3) for k, v in best.items() if k != 'fp32_contiguous'}))
+                         **{f'{k}_vs_torch_fp32_contiguous': round(v / best['torch_fp32_contiguous'], 3) for k, v in best.items() if k != 'torch_fp32_contiguous'}))
 
 if __name__ == '__main__': main()
