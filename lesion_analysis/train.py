@@ -21,10 +21,10 @@ from .modeldir import *
 
 # %% auto #0
 __all__ = ['TASKS', 'LR_SCALING', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'per_process', 'lr_factor',
-           'data_summary', 'run_lr_find', 'fit_stages', 'save_history', 'fit_recipe', 'precision_check', 'load_init',
-           'init_weights', 'Tracker', 'run_config', 'data_fingerprint', 'run_record', 'record_differences', 'read_run',
-           'run_recipe', 'open_run', 'claim_run_dir', 'start_run', 'check_split', 'loss_weights', 'finish_run', 'train',
-           'fold_config', 'finish_folds', 'train_folds', 'train_file']
+           'data_summary', 'finder_its', 'run_lr_find', 'fit_stages', 'save_history', 'fit_recipe', 'precision_check',
+           'load_init', 'init_weights', 'Tracker', 'run_config', 'data_fingerprint', 'run_record', 'record_differences',
+           'read_run', 'run_recipe', 'open_run', 'claim_run_dir', 'start_run', 'check_split', 'loss_weights',
+           'finish_run', 'train', 'fold_config', 'finish_folds', 'train_folds', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -130,6 +130,11 @@ class Recipe:
         if not 0 <= self.meta_dropout < 1: raise ValueError(f"meta_dropout must be in [0, 1), not {self.meta_dropout}")
         task_for(self.task).check_recipe(self)
 
+    @property
+    def total_epochs(self) -> int:
+        "Epochs of the whole run: the frozen ones, then the one-cycle epochs or the SGDR cycles."
+        return self.freeze_epochs + (sum(sgdr_lengths(self.cycles, self.cycle_len, self.cycle_mult)) if self.schedule == 'sgdr' else self.epochs)
+
 # %% ../nbs/08_train.ipynb #d1aff5ec
 def per_process(r:Recipe, processes:int=1) -> Recipe:
     "`r` as one of `processes` data-parallel processes runs it: with its share of the global batch `r.bs`."
@@ -152,9 +157,14 @@ def data_summary(df:pd.DataFrame) -> dict:
                 sources=df.source.value_counts().to_dict() if 'source' in df else {})
 
 # %% ../nbs/08_train.ipynb #dc6a4bf8
-def run_lr_find(learn:Learner, out) -> float:
-    "Run `lr_find` over about one epoch of batches (20 to 100), save its plot as `out/lr_find.png`, return the valley suggestion."
-    sugg = learn.lr_find(num_it=min(100, max(20, len(learn.dls.train))), show_plot=True)
+def finder_its(epoch_its:int, epochs:int) -> int:
+    "Iterations of `lr_find` for a training of `epochs` epochs of `epoch_its` batches: fastai's 100, or as many as the whole training where that is less (at least 20)."
+    return min(100, max(20, epoch_its * epochs))
+
+# %% ../nbs/08_train.ipynb #0021d39b
+def run_lr_find(learn:Learner, out, epochs:int) -> float:
+    "Run `lr_find` for a training of `epochs` epochs (`finder_its` iterations), save its plot as `out/lr_find.png`, return the valley suggestion."
+    sugg = learn.lr_find(num_it=finder_its(len(learn.dls.train), epochs), show_plot=True)
     with atomic_write(Path(out)/'lr_find.png') as tmp: plt.gcf().savefig(tmp, format='png', dpi=90)
     plt.close('all')
     return float(sugg.valley)
@@ -183,7 +193,7 @@ def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_scor
                ckpt:dict|None=None, cbs:list=()) -> tuple:
     "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages keeping the best epoch by `monitor` (with callbacks `cbs`), checkpointed into `out` after every epoch (resumed from `ckpt`); history into `out`. Data-parallel in a process group, where rank 0 alone finds the rate and writes. Return `(lr, best epoch, plan)`."
     plan = learn.to_precision(precision, layout)
-    lr = ckpt['lr'] if ckpt else r.lr or on_rank0(run_lr_find, learn, out) * lr_factor(r, max(1, num_distrib()))
+    lr = ckpt['lr'] if ckpt else r.lr or on_rank0(run_lr_find, learn, out, r.total_epochs) * lr_factor(r, max(1, num_distrib()))
     hist, best = History(**plan), KeepBest(monitor)
     saves = [Checkpoint(Path(out)/CHECKPOINT, lr=lr)] if rank_distrib() == 0 else []
     with data_parallel(learn): fit_stages(learn, r, lr, [hist, best, *saves, *cbs], monitor, ckpt)
