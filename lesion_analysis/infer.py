@@ -29,7 +29,7 @@ from fastcore.foundation import L
 from onnxruntime.quantization import quantize_static, quant_pre_process, CalibrationDataReader, QuantFormat, QuantType
 
 # %% auto #0
-__all__ = ['TTA', 'BOUNDED_SCORES', 'SELECTION_METRICS', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views',
+__all__ = ['TTA', 'BOUNDED_SCORES', 'READ_AHEAD', 'SELECTION_METRICS', 'PRIOR_CHOICES', 'zoom_crop', 'paper_views', 'flip_views',
            'rescale_default', 'rescale_priors', 'Classifier', 'fit_unk_threshold', 'ood_auroc', 'unk_column',
            'validation_scores', 'model_unk_rule', 'lesion_inputs', 'metadata_rows', 'prediction_job', 'read_ahead',
            'predict_part', 'open_parts', 'write_part', 'read_part', 'worker_spec', 'worker_models', 'predict_on_worker',
@@ -246,13 +246,15 @@ def read_ahead(pool, fn, items, bs:int, depth:int=2):
 
 
 # %% ../nbs/13_infer.ipynb #2519b09a
+READ_AHEAD = 64  # images decoded ahead of the network at most (at batch 1 too: two images ahead left it waiting)
+
 def predict_part(clf:Classifier, rows:pd.DataFrame, bs:int=32, tta:str='none', rescale:bool|None=None, threads:int=2, meta:bool=True,
                  segmenter=None, unk:dict|None=None) -> tuple:
     "`(probabilities of the images of table `rows` in order (and their `unk_score` under rule `unk`), skipped, metadata problems)`: one partition's work, its images read ahead on `threads` threads while the network runs."
     boxes, table = lesion_inputs(clf, rows, segmenter), metadata_rows(clf, rows) if meta else None
     paths, done, outs, skipped, problems = rows.image.astype(str).tolist(), [], [], [], []
     with ThreadPoolExecutor(threads) as pool:
-        for batch in read_ahead(pool, lambda p: _prepare_safe(clf, p, boxes.get(p)), paths, bs):
+        for batch in read_ahead(pool, lambda p: _prepare_safe(clf, p, boxes.get(p)), paths, bs, depth=max(2, READ_AHEAD // bs)):
             skipped += [dict(image=p, reason=r) for p, (_, r) in batch if r]
             if not (ok := [(p, im) for p, (im, r) in batch if r is None]): continue
             m, bad = clf.meta_batch(None if table is None else table.loc[[p for p, _ in ok]])
