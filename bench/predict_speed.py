@@ -32,7 +32,7 @@ def precision_figures(path, valid) -> dict:
     clfs = {p: Classifier(path, precision=p, runtime='torch') for p in ('fp32', REDUCED)}
     probs = {p: predict(c, valid, rescale=False, progress=False)[c.classes].to_numpy() for p, c in clfs.items()}
     return dict(trained_in=clfs['fp32'].config['compute'], model_check=clfs['fp32'].config.get('precision_check'),
-                auto_predicts_in=Classifier(path).plan, **{f'predict_{REDUCED}_vs_fp32': agreement(probs['fp32'], probs[REDUCED])})
+                auto_predicts_in=Classifier(path).for_job().plan, **{f'predict_{REDUCED}_vs_fp32': agreement(probs['fp32'], probs[REDUCED])})
 
 def speed_figures(path, images, repeats) -> dict:
     "Images/s of `predict` in each precision against a bare fp32 forward pass on decoded tensors, at batch 32 and 1, configurations alternating in each repeat."
@@ -47,7 +47,7 @@ def speed_figures(path, images, repeats) -> dict:
         for name, kw in (('predict_torch_fp32_contiguous', dict(precision='fp32', layout='contiguous', runtime='torch')),
                          ('predict_torch_default', dict(runtime='torch')), (f'predict_torch_{REDUCED}', dict(precision=REDUCED, runtime='torch')),
                          ('predict_default', {})):
-            clf = Classifier(path, **kw)
+            clf = Classifier(path, **kw).for_job()  # the default for a service or a job of thousands of images: ONNX Runtime on a CPU
             runs[name] = lambda clf=clf: predict(clf, imgs, bs=bs, rescale=False, progress=False)
         for run in runs.values(): run()  # warm-up
         rates = {k: [] for k in runs}
@@ -72,7 +72,7 @@ def main():
         for n in names:
             fig['precision'][n] = precision_figures(RESULTS/'models'/n, valid)
             print(n, fig['precision'][n], flush=True)
-    fig['speed'] = dict(model=names[0], default_plan=Classifier(RESULTS/'models'/names[0]).plan,
+    fig['speed'] = dict(model=names[0], default_plan=Classifier(RESULTS/'models'/names[0]).for_job().plan,
                         **speed_figures(RESULTS/'models'/names[0], valid.image.tolist()[:a.images], a.repeats))
     report('predict_speed', fig)
 

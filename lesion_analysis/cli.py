@@ -110,8 +110,9 @@ def run_preprocess(a):
 
 # %% ../nbs/19_cli.ipynb #ab6ac0c5
 RUNTIME_HELP = ('auto (default): ONNX Runtime for a directory written by lesion-analysis export, and on a CPU for a classifier '
-                '(fp32, faster than PyTorch; exported at its first load, seconds, then kept in the cache folder) unless --precision '
-                'or --layout asks for PyTorch; else PyTorch. onnx: ONNX Runtime for any model that exports')
+                '(fp32, faster than PyTorch; exported, ~10 s, for a service or a job of 1000 images or more, then kept in the cache folder '
+                'for every later run) unless --precision or --layout asks for PyTorch; else PyTorch. onnx: ONNX Runtime for any model '
+                'that exports')  # 1000: modeldir.ONNX_PAYS, written out: usage errors answer before torch loads
 
 def add_compute_args(p, runtime:str=''):
     "`--precision`, `--layout` (and for inference `--runtime`, explained by `runtime`): how the model computes (`learner.compute_plan`, `modeldir.RUNTIMES`; their choices, written out: usage errors answer before torch loads)."

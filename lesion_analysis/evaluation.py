@@ -113,8 +113,9 @@ HARMLESS = {'rotate 90': _rotate(1), 'rotate 180': _rotate(2), 'rotate 270': _ro
 # %% ../nbs/14_evaluation.ipynb #d4c166fe
 def stability(clf:Classifier, images, changes:dict=HARMLESS, bs:int=16, tta:str='none') -> pd.DataFrame:
     "Top class of each of `images` as it is (`original`) and under each of `changes`; unreadable images skipped and listed in `attrs['skipped']`."
-    rows, skipped = [], []
-    for chunk in chunked(list(map(str, images)), bs):
+    rows, skipped, images = [], [], list(map(str, images))
+    clf.for_job(len(images) * (1 + len(changes)))  # each image predicted once as it is and once per change
+    for chunk in chunked(images, bs):
         read = []
         for p in chunk:
             try: read.append((p, clf.read_image(p)))
@@ -148,8 +149,9 @@ def plot_flips(st:pd.DataFrame, clf:Classifier, n:int=4, changes:dict=HARMLESS):
 # %% ../nbs/14_evaluation.ipynb #f6d747f5
 def table_outputs(clf:Classifier, images, bs:int=32) -> tuple:
     "`(outputs: reported probabilities, logits and features of every readable image of `images`, the images read, the skipped)`."
-    outs, read, skipped = [], [], []
-    for chunk in chunked(list(map(str, images)), bs):
+    outs, read, skipped, images = [], [], [], list(map(str, images))
+    clf.for_job(len(images))
+    for chunk in chunked(images, bs):
         ok = []
         for p in chunk:
             try: ok.append((p, clf.prepare(p)))

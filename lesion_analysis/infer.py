@@ -158,7 +158,7 @@ class Classifier(ImageModel):
 
     def predict_outputs(self, imgs, tta:str='none', meta:pd.DataFrame|None=None, boxes=None) -> dict:
         "`outputs` of image files or RGB arrays (with a `meta` row and a lesion box or mask per image, if the model takes them)."
-        x = self.to_batch([self.prepare(i, b) for i, b in zip(imgs, boxes or [None] * len(imgs))])
+        x = self.for_job(len(imgs)).to_batch([self.prepare(i, b) for i, b in zip(imgs, boxes or [None] * len(imgs))])
         return self.outputs(x, tta, self.meta_batch(meta)[0])
 
 # %% ../nbs/13_infer.ipynb #27262cf4
@@ -290,10 +290,10 @@ def read_part(parts:Path, i:int) -> tuple|None:
     return pd.read_csv(parts/f'part-{i:05d}.csv', dtype={'image': str}), r['skipped'], r['problems']
 
 # %% ../nbs/13_infer.ipynb #26afa2df
-def worker_spec(clf:Classifier, segmenter=None) -> dict:
-    "What a Dask worker needs to load `clf` (and `segmenter`) itself: their folders and the precision and layout asked for."
+def worker_spec(clf:Classifier, images:int, segmenter=None) -> dict:
+    "What a Dask worker needs to load `clf` (and `segmenter`) itself: their folders, the precision, layout and runtime asked for, and how many images the job has (`ImageModel.for_job`)."
     if not (clf.path/'config.json').is_file(): raise ValueError("this classifier was not loaded from a model directory: Dask workers cannot load it")
-    return dict(path=str(clf.path.resolve()), **clf.asked, segmenter=str(Path(segmenter.path).resolve()) if segmenter is not None else None)
+    return dict(path=str(clf.path.resolve()), **clf.asked, images=images, segmenter=str(Path(segmenter.path).resolve()) if segmenter is not None else None)
 
 # %% ../nbs/13_infer.ipynb #b815c507
 @functools.lru_cache(maxsize=4)
@@ -307,13 +307,14 @@ def predict_on_worker(rows:pd.DataFrame, spec:dict, kw:dict) -> tuple:
     "`predict_part` of `rows` on a Dask worker, with the models of `spec` it loaded once; a model it cannot read is an error naming the folder and the worker."
     try: clf, seg = worker_models(spec['path'], spec['precision'], spec['layout'], spec['segmenter'], spec['calibrated'], spec['runtime'])
     except LesionDataError as e: raise LesionDataError(e.path, f"{e.problem} (read by the Dask worker at {get_worker().address})") from None
-    return predict_part(clf, rows, segmenter=seg, **kw)
+    return predict_part(clf.for_job(spec['images']), rows, segmenter=seg, **kw)
 
 # %% ../nbs/13_infer.ipynb #68be5659
 def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none', rescale:bool|None=None, unk:dict|None=None,
             progress:bool=True, threads:int=2, isic:bool=False, segmenter=None, workers:int|None=None, scheduler:str|None=None,
             partition:int=512) -> pd.DataFrame:
     "Reported probabilities for every image of `df` (a column per class), in partitions of `partition` rows here or on Dask (`workers` > 1, `scheduler`); to `out` if given, resuming an interrupted run of the same job."
+    clf.for_job(len(df))  # a job that pays for the export runs in ONNX Runtime (on Dask: its workers find the graph in the cache)
     parts = [df.iloc[i:i + partition] for i in range(0, len(df), partition)]
     store = open_parts(out, f"{prediction_job(clf, df, tta, rescale, unk, segmenter)}/{partition}") if out else None
     done = {i: p for i in range(len(parts)) if store and (p := read_part(store, i)) is not None}
@@ -321,7 +322,7 @@ def predict(clf:Classifier, df:pd.DataFrame, out=None, bs:int=32, tta:str='none'
     if done: print(f"{store}: resuming, {len(done)} of {len(parts)} partitions already done", file=sys.stderr)
     with dask_client(workers, scheduler) as client:
         if client:
-            futures = client.map(predict_on_worker, [parts[i] for i in todo], spec=worker_spec(clf, segmenter), kw=kw, pure=False)
+            futures = client.map(predict_on_worker, [parts[i] for i in todo], spec=worker_spec(clf, len(df), segmenter), kw=kw, pure=False)
             runs = ((todo[futures.index(f)], part) for f, part in as_completed(futures, with_results=True))  # as each partition is done
         else: runs = ((i, predict_part(clf, parts[i], segmenter=segmenter, **kw)) for i in todo)
         for i, part in with_progress(runs, total=len(todo)) if progress and len(todo) > 1 else runs:

@@ -129,7 +129,7 @@ class Gate:
 # %% ../nbs/16_serve.ipynb #49658715
 def binary_models(paths, classes:list, **kwargs) -> list:
     "The binary model directories `paths` loaded (`kwargs` as `Classifier`), checked to combine with a multi-class model of `classes` (`infer.combine_binary`)."
-    bins = [Classifier(p, **kwargs) for p in paths]
+    bins = [Classifier(p, **kwargs).for_job() for p in paths]
     if multi := [b for b in bins if not b.positive]: raise LesionDataError(multi[0].path, "is not a binary model (train one with --task binary --positive CLASS)")
     combine_binary(np.full((1, len(classes)), 1 / len(classes)), classes, {b.classes[0]: [.5] for b in bins})  # known classes, no overlapping groups
     return bins
@@ -247,7 +247,7 @@ def create_app(model_dir, max_upload_mb:float=20, max_pixels:int=MAX_PIXELS, unk
     limits = dict(max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_decodes=max_decodes, upload_timeout=upload_timeout, **kwargs)
     check_config(cfg := read_config(model_dir), Path(model_dir)/'config.json')  # a malformed config: one clear line, whatever the model
     if config_task(cfg, Path(model_dir)/'config.json') == 'detection': return detector_app(model_dir, overlay_side, precision, layout, runtime, **limits)
-    clf = Classifier(model_dir, precision=precision, layout=layout, calibrated=calibrated, runtime=runtime)
+    clf = Classifier(model_dir, precision=precision, layout=layout, calibrated=calibrated, runtime=runtime).for_job()  # a service: in ONNX Runtime where it pays
     if clf.positive: raise LesionDataError(model_dir, "is a binary model: serve a multi-class model, with binary models beside it (--binary)")
     bins = binary_models(binary, clf.classes, precision=precision, layout=layout, calibrated=calibrated, runtime=runtime)
     seg = lesion_finder(segmenter, precision=precision, layout=layout) if segmenter else None

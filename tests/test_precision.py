@@ -76,7 +76,8 @@ def test_auto_is_fp32_where_bf16_is_not_native(syn, tmp_path):
     with no_bf16:
         learn, cfg = train(df, tmp_path/'m', Recipe(size=40, bs=16, epochs=1, freeze_epochs=0, lr=1e-3), cache=tmp_path/'cache')
         assert Classifier(tmp_path/'m', runtime='torch').plan == dict(device='cpu', precision='fp32', layout='channels_last', runtime='torch')
-        assert Classifier(tmp_path/'m').plan == dict(device='cpu', precision='fp32', layout='contiguous', runtime='onnx')  # the CPU default
+        assert Classifier(tmp_path/'m').plan == dict(device='cpu', precision='fp32', layout='channels_last', runtime='torch')  # nothing exported yet
+        assert Classifier(tmp_path/'m').for_job().plan == dict(device='cpu', precision='fp32', layout='contiguous', runtime='onnx')  # the CPU default for a service or a large job
         with pytest.warns(UserWarning, match='emulated'): Classifier(tmp_path/'m', precision='bf16')
     assert cfg['compute'] == dict(device='cpu', precision='fp32', layout='channels_last') and cfg['precision_check'] is None
     assert not any(isinstance(cb, AutocastPrecision) for cb in learn.cbs)
