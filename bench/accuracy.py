@@ -14,15 +14,28 @@ bench/results/models/accuracy/ (not committed); a fold whose per-image scores ar
 summarises the folds scored so far (pairs compared on the images both scored).
 
     python bench/accuracy.py segmentation [--candidates default,size224,...] [--folds 5] [--seed 42] [--jobs 1]
+
+`classification`: each candidate recipe of `train` (the CLI's default, and the default with one lever changed) on the shared
+lesion images (UNK dropped, as in bench/train.py: 8 classes), on 5 lesion-grouped folds for each of two seeds (the folds
+change with the seed). The model of fold i trains on the other folds, choosing its best epoch and its temperature on a
+lesion-grouped 15% of them, never on fold i; then `predict` scores fold i as a user's command would, with each TTA, priors
+kept and rescaled. So every image is predicted once per seed by a model that neither trained nor chose anything on it.
+Per candidate, TTA and priors: balanced accuracy (the mean of the two seeds') with its lesion-bootstrap 95% interval, each
+seed's, the macro AUC, and the paired difference from today's product (the default recipe, `predict`'s defaults: no TTA,
+priors rescaled) with its interval; the training minutes. The fold ensemble against one model is bench/folds.py.
+
+    python bench/accuracy.py classification [--candidates default,mixup,...] [--folds 5] [--seeds 42,7] [--jobs 1]
 """
 import argparse, os, time
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
 import numpy as np, pandas as pd, torch
-from common import report, RESULTS
+from common import lesions, report, RESULTS
 from lesion_analysis.core import share_cores, shared_data, load_image, write_csv
-from lesion_analysis.datasets import read_mask_pairs, kfold_by_lesion, lesion_groups
-from lesion_analysis.metrics import grouped_bootstrap, mask_jaccard
+from lesion_analysis.datasets import read_mask_pairs, read_table, kfold_by_lesion, lesion_groups
+from lesion_analysis.metrics import grouped_bootstrap, mask_jaccard, balanced_accuracy, macro_auc
+from lesion_analysis.infer import Classifier, predict
 from lesion_analysis.train import Recipe, train
 from lesion_analysis.segment import Segmenter, SEG_TTA, read_mask, clean_mask
 
@@ -32,6 +45,12 @@ SEG_CANDIDATES = {'default': {}, 'size224': dict(size=224), 'size288': dict(size
                   'loss_ce': dict(loss='ce'), 'loss_dice_focal': dict(loss='dice_focal'),
                   'size224_epochs12': dict(size=224, epochs=12)}
 BASELINE = ('default', 'flips', False)  # today's product: the default recipe, `segment`'s default TTA, no cleaning
+CLS_CANDIDATES = {'default': {}, 'size224': dict(size=224), 'size288': dict(size=288), 'lite1': dict(arch='tf_efficientnet_lite1'),
+                  'lite2': dict(arch='tf_efficientnet_lite2'), 'epochs12': dict(epochs=12), 'freeze0': dict(freeze_epochs=0),
+                  'freeze3': dict(freeze_epochs=3), 'mixup': dict(mix='mixup'), 'cutmix': dict(mix='cutmix'),
+                  'smoothing': dict(label_smoothing=0.1), 'oversample': dict(oversample=True)}
+CLS_TTA = ('none', 'flips', 'paper')  # `predict`'s TTA choices ('fastai' reuses the training augmentation: see the infer notebook)
+CLS_BASELINE = ('default', 'none', True)  # today's product: the default recipe, `predict`'s defaults (no TTA, priors rescaled)
 
 def pin_cores(counter, jobs:int):
     "Pool initializer: pin this worker to its contiguous share of the cores (DataLoader workers inherit it) and size its threads."
@@ -58,12 +77,12 @@ def score_fold(model, valid:pd.DataFrame) -> list:
                      for c, m in ((False, mask), (True, clean_mask(mask)))]
     return rows
 
-def run_fold(name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None) -> str:
-    "Train candidate `name` on the other folds and score the images of `fold`; the per-image CSV (reused when it is already there)."
-    out, scores = OUT/'segmentation'/name/f'fold_{fold}', OUT/'segmentation'/name/f'fold_{fold}.csv'
+def run_seg_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None) -> str:
+    "Train candidate `name` on the other folds and score the images of `fold`; the per-image CSV below `root` (reused when it is already there)."
+    out, scores = root/'segmentation'/name/f'fold_{fold}', root/'segmentation'/name/f'fold_{fold}.csv'
     if scores.is_file(): return str(scores)
     df, t0 = kfold_by_lesion(pairs_table(limit), k, seed), time.time()  # lesion-grouped, the same folds for every candidate
-    train(df.assign(is_valid=df.fold == fold), out, Recipe(task='segmentation', seed=seed, **overrides), cache=OUT/'cache'/name/str(fold), force=True, precision='fp32')
+    train(df.assign(is_valid=df.fold == fold), out, Recipe(task='segmentation', seed=seed, **overrides), cache=root/'cache'/name/str(fold), force=True, precision='fp32')
     minutes = (time.time() - t0) / 60
     rows = score_fold(out, df[df.fold == fold])
     write_csv(pd.DataFrame(rows).assign(candidate=name, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores)
@@ -94,34 +113,126 @@ def best(summary:dict) -> dict:
     name, key, res = max(((n, k, r) for n, c in summary.items() for k, r in c['results'].items()), key=lambda t: t[2]['jaccard']['mean'])
     return dict(candidate=name, prediction=key, **res)
 
+def lesions_table(per_class:int|None=None) -> pd.DataFrame:
+    "The shared lesion images of the 8 classes the models learn (UNK dropped, as in bench/train.py); at most `per_class` a class for a quick run."
+    d = lesions()
+    df = read_table(d/'labels.csv', images=d/'images')
+    df = df[df.label != 'UNK']
+    return (df.groupby('label', group_keys=False).head(per_class) if per_class else df).reset_index(drop=True)
+
+def score_classifier(model, test:pd.DataFrame) -> pd.DataFrame:
+    "Probabilities of `model` for each image of `test` as `predict` reports them, with each TTA, priors kept and rescaled."
+    clf, parts = Classifier(model), []
+    for tta in CLS_TTA:
+        p = predict(clf, test[['image']], tta=tta, rescale=False, progress=False)
+        for rescale in (False, True):
+            parts.append(pd.DataFrame(clf.rescale(p[clf.classes].to_numpy(), rescale), columns=clf.classes).assign(image=p.image.to_numpy(), tta=tta, rescale=rescale))
+    return pd.concat(parts, ignore_index=True).merge(test[['image', 'label']].assign(group=lesion_groups(test).to_numpy()), on='image')
+
+def run_cls_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None) -> str:
+    "Train candidate `name` on the folds other than `fold` of `seed`'s folds (its best epoch chosen on 15% of them) and score fold `fold`; the per-image CSV below `root`."
+    out = root/'classification'/name/f'seed_{seed}'/f'fold_{fold}'
+    if (scores := out.with_suffix('.csv')).is_file(): return str(scores)
+    df, t0 = kfold_by_lesion(lesions_table(limit), k, seed), time.time()
+    train(df[df.fold != fold].drop(columns='fold'), out, Recipe(seed=seed, **overrides), cache=root/'cache'/'classification', force=True, precision='fp32')
+    minutes = (time.time() - t0) / 60
+    rows = score_classifier(out, df[df.fold == fold])
+    write_csv(rows.assign(candidate=name, seed=seed, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores)
+    print(f'{name} seed {seed} fold {fold}: trained in {minutes:.1f} min', flush=True)
+    return str(scores)
+
+def seeds_bacc(y, probs) -> float:
+    "Balanced accuracy of `probs` (images x seeds x classes) against `y`, the mean over the seeds."
+    return float(np.mean([balanced_accuracy(probs[:, s], y) for s in range(probs.shape[1])]))
+
+def cls_summary(scores:pd.DataFrame) -> dict:
+    "Figures per candidate, TTA and priors, with the paired difference from `CLS_BASELINE` (on the images both scored, every seed)."
+    classes = [c for c in scores.columns if c not in ('image', 'label', 'group', 'tta', 'rescale', 'candidate', 'seed', 'fold', 'train_minutes', 'device')]
+    seeds = sorted(scores.seed.unique())
+    def arrays(g):  # (images, their labels, their lesion groups, probabilities: images x seeds x classes), images scored under every seed
+        wide = g.pivot_table(index=['image', 'label', 'group'], columns='seed', values=classes).dropna()
+        return wide.index, np.array([classes.index(l) for l in wide.index.get_level_values('label')]), wide.index.get_level_values('group'), \
+               np.stack([wide.xs(s, axis=1, level='seed')[classes].to_numpy() for s in seeds], 1)
+    b_index, _, _, b_probs = arrays(scores.set_index(['candidate', 'tta', 'rescale']).loc[CLS_BASELINE].reset_index())
+    out = {}
+    for (name, tta, rescale), g in scores.groupby(['candidate', 'tta', 'rescale'], sort=False):
+        index, y, groups, probs = arrays(g)
+        pos = b_index.get_indexer(index); paired = pos >= 0  # the images the baseline scored too
+        both = np.concatenate([probs[paired], b_probs[pos[paired]]], 1)  # the candidate's seeds, then the baseline's
+        diff = lambda t, p: seeds_bacc(t, p[:, :len(seeds)]) - seeds_bacc(t, p[:, len(seeds):])
+        minutes = g.drop_duplicates(['seed', 'fold']).train_minutes
+        out.setdefault(name, dict(runs=len(minutes), train_minutes=round(float(minutes.sum()), 1), device=g.device.iloc[0], results={}))
+        out[name]['results'][f"{tta}{'' if rescale else ', priors kept'}"] = dict(
+            images=len(y), balanced_accuracy=dict(mean=round(seeds_bacc(y, probs), 4), ci=[round(v, 4) for v in grouped_bootstrap(seeds_bacc, y, probs, groups)]),
+            per_seed={int(s): round(balanced_accuracy(probs[:, i], y), 4) for i, s in enumerate(seeds)},
+            macro_auc=round(float(np.mean([macro_auc(probs[:, i], y) for i in range(len(seeds))])), 4),
+            vs_baseline=dict(mean=round(diff(y[paired], both), 4), ci=[round(v, 4) for v in grouped_bootstrap(diff, y[paired], both, groups[paired])]))
+    return out
+
+def cls_best(summary:dict) -> dict:
+    "The candidate and prediction with the highest mean balanced accuracy."
+    name, key, res = max(((n, k, r) for n, c in summary.items() for k, r in c['results'].items()), key=lambda t: t[2]['balanced_accuracy']['mean'])
+    return dict(candidate=name, prediction=key, **res)
+
+def run_jobs(fn, jobs:list, n:int) -> list:
+    "`fn` of each of `jobs` (argument tuples), on `n` processes pinned to their share of the cores."
+    if n <= 1: return [fn(*j) for j in jobs]
+    ctx = mp.get_context('spawn')
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=pin_cores, initargs=(ctx.Value('i', 0), n)) as pool: return list(pool.map(fn, *zip(*jobs)))
+
+def classification(a):
+    names, seeds = a.candidates.split(','), [int(s) for s in a.seeds.split(',')]
+    if unknown := set(names) - set(CLS_CANDIDATES): raise SystemExit(f"unknown candidates {sorted(unknown)}; choose from {list(CLS_CANDIDATES)}")
+    if 'default' not in names: names = ['default', *names]  # the baseline every candidate is compared with
+    lesions_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
+    base = parse_base(a.base)
+    jobs = [(root(a), n, {**base, **CLS_CANDIDATES[n]}, f, a.folds, s, a.limit) for s in seeds for f in range(a.folds) for n in names]
+    files = [str(r/'classification'/n/f'seed_{s}'/f'fold_{f}.csv') for r, n, _, f, _, s, _ in jobs] if a.no_train else run_jobs(run_cls_fold, jobs, a.jobs)
+    scores = pd.concat([pd.read_csv(f, dtype={'image': str}) for f in files if Path(f).is_file()], ignore_index=True)
+    summary = cls_summary(scores)
+    report(results_name('accuracy_classification', a), dict(images=int(scores.image.nunique()), folds=a.folds, seeds=seeds, base=base, candidates={n: CLS_CANDIDATES[n] for n in names},
+                                           recipe_default=dict(size=Recipe.size, arch=Recipe.arch, epochs=f'{Recipe.freeze_epochs} frozen + {Recipe.epochs}'),
+                                           baseline=dict(zip(('candidate', 'tta', 'rescale'), CLS_BASELINE)), best=cls_best(summary), summary=summary))
+
+def root(a) -> Path:
+    "Where the fold models and scores go: a quick check of the script (`--limit`, `--base`) apart, so that a real run never reuses its folds."
+    return OUT/'check' if a.limit or a.base else OUT
+
+def results_name(name:str, a) -> str:
+    "The results file's name: a quick check's apart from the measurement's."
+    return f'{name}_check' if a.limit or a.base else name
+
+def parse_base(text:str) -> dict:
+    "Recipe fields for every candidate from `key=value,...` (a quick check of the script: size=64,epochs=1)."
+    return {k: type(getattr(Recipe, k))(v) for k, v in (kv.split('=') for kv in text.split(',') if kv)}
+
 def segmentation(a):
     names = a.candidates.split(',')
     if unknown := set(names) - set(SEG_CANDIDATES): raise SystemExit(f"unknown candidates {sorted(unknown)}; choose from {list(SEG_CANDIDATES)}")
+    if 'default' not in names: names = ['default', *names]  # the baseline every candidate is compared with
     pairs_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
-    base = {k: type(getattr(Recipe, k))(v) for k, v in (kv.split('=') for kv in a.base.split(',') if kv)}
-    jobs = [(n, {**base, **SEG_CANDIDATES[n]}, f, a.folds, a.seed, a.limit) for f in range(a.folds) for n in names]  # fold by fold
-    if a.no_train: files = [str(f) for n in names for f in sorted((OUT/'segmentation'/n).glob('fold_*.csv'))]
-    elif a.jobs > 1:
-        ctx = mp.get_context('spawn')
-        with ProcessPoolExecutor(a.jobs, mp_context=ctx, initializer=pin_cores, initargs=(ctx.Value('i', 0), a.jobs)) as pool:
-            files = list(pool.map(run_fold, *zip(*jobs)))
-    else: files = [run_fold(*j) for j in jobs]
+    base = parse_base(a.base)
+    jobs = [(root(a), n, {**base, **SEG_CANDIDATES[n]}, f, a.folds, a.seed, a.limit) for f in range(a.folds) for n in names]  # fold by fold
+    files = [str(f) for n in names for f in sorted((root(a)/'segmentation'/n).glob('fold_*.csv'))] if a.no_train else run_jobs(run_seg_fold, jobs, a.jobs)
     scores = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     summary = summarise(scores)
-    report('accuracy_segmentation', dict(pairs=int(scores.image.nunique()), folds=a.folds, seed=a.seed, base=base, candidates={n: SEG_CANDIDATES[n] for n in names},
+    report(results_name('accuracy_segmentation', a), dict(pairs=int(scores.image.nunique()), folds=a.folds, seed=a.seed, base=base, candidates={n: SEG_CANDIDATES[n] for n in names},
                                          recipe_default=dict(size=Recipe.size, arch=Recipe.arch, epochs=f'{Recipe.freeze_epochs} frozen + {Recipe.epochs}'),
                                          baseline=dict(zip(('candidate', 'tta', 'clean'), BASELINE)), best=best(summary), summary=summary))
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='what', required=True)
-    s = sub.add_parser('segmentation', help='segmentation candidates')
-    s.add_argument('--candidates', default=','.join(SEG_CANDIDATES)); s.add_argument('--folds', type=int, default=5)
-    s.add_argument('--seed', type=int, default=42); s.add_argument('--jobs', type=int, default=1)
-    s.add_argument('--limit', type=int, default=None, help='only the first N pairs (a quick check of the script)')
-    s.add_argument('--no-train', action='store_true', help='summarise the folds already scored')
-    s.add_argument('--base', default='', help='recipe fields for every candidate, key=value,... (a quick check: size=64,epochs=1)')
+    for what, cands, limit in (('segmentation', SEG_CANDIDATES, 'only the first N pairs'), ('classification', CLS_CANDIDATES, 'at most N images a class')):
+        s = sub.add_parser(what, help=f'{what} candidates')
+        s.add_argument('--candidates', default=','.join(cands), help=f'comma-separated, from {",".join(cands)} (default: all; the default recipe always runs)')
+        s.add_argument('--folds', type=int, default=5); s.add_argument('--jobs', type=int, default=1, help='processes, each pinned to its share of the cores')
+        s.add_argument('--limit', type=int, default=None, help=f'{limit} (a quick check of the script)')
+        s.add_argument('--no-train', action='store_true', help='summarise the folds already scored')
+        s.add_argument('--base', default='', help='recipe fields for every candidate, key=value,... (a quick check: size=64,epochs=1)')
+    sub.choices['segmentation'].add_argument('--seed', type=int, default=42)
+    sub.choices['classification'].add_argument('--seeds', default='42,7', help='comma-separated: each seed has its own folds')
     a = p.parse_args()
-    segmentation(a)
+    (segmentation if a.what == 'segmentation' else classification)(a)
 
 if __name__ == '__main__': main()

@@ -12,7 +12,7 @@ import argparse, contextlib, time
 from unittest import mock
 import pandas as pd
 from common import report
-from accuracy import OUT, pairs_table, run_fold
+from accuracy import OUT, pairs_table, run_seg_fold
 import lesion_analysis.train as T
 from lesion_analysis.datasets import kfold_by_lesion
 
@@ -36,7 +36,7 @@ def suggestions(fold:int, its:list, seed:int) -> list:
 
 def trained(row:dict, seed:int) -> dict:
     "Mean held-out Jaccard (flips TTA, raw) of the default recipe trained on `row`'s fold at `row`'s suggestion."
-    scores = pd.read_csv(run_fold(f"lr_find{row['its']}", dict(lr=row['valley']), row['fold'], 5, seed, None))
+    scores = pd.read_csv(run_seg_fold(OUT, f"lr_find{row['its']}", dict(lr=row['valley']), row['fold'], 5, seed, None))
     flips = scores[(scores.tta == 'flips') & ~scores.clean]
     return dict(row, jaccard=round(float(flips.jaccard.mean()), 4), under_065=round(float((flips.jaccard < .65).mean()), 4),
                 train_minutes=float(scores.train_minutes.iloc[0]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
-from fastai.vision.all import CrossEntropyLossFlat, create_timm_model, Learner
+from fastai.vision.all import CrossEntropyLossFlat, create_timm_model, Learner, MixUp, CutMix
 from .core import *
 from . import datasets as ds
 from .preprocess import preprocess, with_lesion_boxes
@@ -21,7 +21,7 @@ from .train import Task, register_task, Recipe, train
 from .fusion import MetaEncoder, FusionModel, fusion_splitter
 
 # %% auto #0
-__all__ = ['LOSSES', 'class_weights', 'lesion_loss', 'timm_classifier', 'timm_classifier_network', 'lesion_learner',
+__all__ = ['LOSSES', 'MIXES', 'class_weights', 'lesion_loss', 'timm_classifier', 'timm_classifier_network', 'lesion_learner',
            'calibration_entry', 'train_feature_stats', 'out_of_fold', 'Classification', 'binary_labels', 'Binary']
 
 # %% ../nbs/10_classify.ipynb #6d4798f9
@@ -41,6 +41,9 @@ def lesion_loss(dls, kind:str='plain', beta:float=0.999, label_smoothing:float=0
     if kind not in LOSSES: raise ValueError(f"unknown loss {kind!r}; choose from {LOSSES}")
     weight = None if kind == 'plain' else class_weights(dls.train.items.label, dls.vocab, kind, beta)
     return CrossEntropyLossFlat(weight=weight, label_smoothing=label_smoothing)
+
+# %% ../nbs/10_classify.ipynb #8581c6d8
+MIXES = {'mixup': MixUp, 'cutmix': CutMix}  # `Recipe.mix`: fastai's callbacks, with their default strengths (alpha 0.4 and 1.0)
 
 # %% ../nbs/10_classify.ipynb #441f8577
 def timm_classifier(arch:str, n_classes:int, pretrained='auto') -> nn.Module:
@@ -87,7 +90,12 @@ def out_of_fold(folds:list, out) -> pd.DataFrame:
 @register_task
 class Classification(Task):
     "Image classification, with the table's metadata fused in when the recipe names `metadata`."
-    name, losses, monitor = 'classification', LOSSES, 'balanced_accuracy_score'
+    name, losses, monitor, mixes = 'classification', LOSSES, 'balanced_accuracy_score', tuple(MIXES)
+
+    @classmethod
+    def check_recipe(cls, r):
+        super().check_recipe(r)
+        if r.mix and r.metadata: raise ValueError(f"mix {r.mix!r} mixes images only: it cannot train with metadata fusion")
 
     @classmethod
     def read_table(cls, table, images=None, skip_missing:bool=False) -> pd.DataFrame:
@@ -119,7 +127,7 @@ class Classification(Task):
 
     def learner_kwargs(self, dls) -> dict:
         r = self.r
-        return dict(loss_func=lesion_loss(dls, r.loss, r.beta, r.label_smoothing), metrics=default_metrics(),
+        return dict(loss_func=lesion_loss(dls, r.loss, r.beta, r.label_smoothing), metrics=default_metrics(), cbs=[MIXES[r.mix]()] if r.mix else [],
                     splitter=fusion_splitter if self.encoder else body_thirds_splitter)
 
     def results(self, learn, dls, df, out) -> dict:

@@ -33,6 +33,7 @@ class Task:
     losses:tuple = ()            # the losses it offers, the default first
     monitor:str = 'valid_loss'   # the validation metric that picks the best epoch (larger is better)
     takes_positive:bool = False  # whether it learns `Recipe.positive` against the rest
+    mixes:tuple = ()             # the image mixing (`Recipe.mix`) it offers
     checks_precision:bool = True  # whether `precision_check` compares its outputs in reduced precision (outputs that are probabilities)
     def __init__(self, recipe): self.r = recipe
 
@@ -42,6 +43,7 @@ class Task:
         r.loss = r.loss or cls.losses[0]
         if r.loss not in cls.losses: raise ValueError(f"unknown loss {r.loss!r} for {cls.name}; choose from {cls.losses}")
         if r.positive and not cls.takes_positive: raise ValueError(f"positive classes are for the binary task (task binary), not {cls.name}")
+        if r.mix and r.mix not in cls.mixes: raise ValueError(f"mix {r.mix!r} is not for {cls.name}" + (f"; choose from {list(cls.mixes)}" if cls.mixes else ''))
 
     @classmethod
     def read_table(cls, table, images=None, skip_missing:bool=False) -> pd.DataFrame: raise NotImplementedError  # the table file or folder
@@ -103,6 +105,7 @@ class Recipe:
                             shown='plain for classification, dice_ce for segmentation')
     beta: float = option(0.999, 'beta of the effective-number class weights')
     label_smoothing: float = option(0., 'label smoothing of the cross-entropy')
+    mix: str|None = option(None, "mix pairs of training images: mixup (fastai's MixUp) or cutmix (CutMix); classification without metadata")
     lr: float|None = option(None, 'learning rate', shown="lr_find's suggestion")
     freeze_epochs: int = option(1, 'epochs with the body frozen')
     epochs: int = option(6, 'unfrozen one-cycle epochs')
