@@ -20,6 +20,18 @@ def cli(*args, cwd=None, timeout=600):
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
 
+def cli_here(*args):
+    "Run `lesion-analysis ARGS` in this process, its output captured, warnings ignored as `cli` ignores them: for bad input, which must fail fast and say why, without a new process that imports the library (8 s each here)."
+    import contextlib, io, warnings, torch
+    from lesion_analysis.cli import main
+    out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try: code = main(list(map(str, args)))
+        except SystemExit as e: code = e.code if isinstance(e.code, int) else 1
+        finally: torch.set_num_threads(threads)  # as before, whatever the command set
+    return subprocess.CompletedProcess(['lesion-analysis', *map(str, args)], code, out.getvalue(), err.getvalue())
+
 def synthetic(tmp_path_factory, n_per_class:int=5, seed:int=3) -> Path:
     "A fresh folder of tiny synthetic images (40 px, 2 per lesion) with their labels.csv."
     from lesion_analysis.synthetic import make_synthetic

@@ -2,7 +2,7 @@
 import json
 import numpy as np, pandas as pd
 import pytest
-from conftest import cli, synthetic, train_command
+from conftest import cli, cli_here, synthetic, train_command
 
 TINY = ['--size', '40', '--bs', '16', '--freeze-epochs', '0', '--epochs', '1', '--lr', '1e-3', '--seed', '0']
 
@@ -87,6 +87,6 @@ def test_binary_bad_input(models, tmp_path):
     bad.append((['evaluate', tmp_path/'truth.csv', tmp_path/'bin.csv', '--out', tmp_path/'e'], 'need positive and negative images'))
     bad.append((['evaluate', tmp_path/'truth.csv', tmp_path/'bin.csv', '--out', tmp_path/'e', '--model', out/'mel'], '--model (stability, out-of-distribution scores) is for multi-class'))
     for args, message in bad:
-        r = cli(*args)
+        r = (cli if args[0] == 'serve' else cli_here)(*args)  # a service that failed to refuse would not return
         assert r.returncode != 0 and message in r.stderr and 'Traceback' not in r.stderr, (args, r.stderr[-1500:])
     assert not any((tmp_path/d/'config.json').exists() for d in 'abcd') and not (tmp_path/'p.csv').exists()

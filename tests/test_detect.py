@@ -2,7 +2,7 @@
 import json
 import numpy as np, pandas as pd
 import pytest
-from conftest import cli, synthetic
+from conftest import cli, cli_here, synthetic
 
 TINY = ['--size', '64', '--bs', '8', '--freeze-epochs', '1', '--epochs', '1', '--lr', '1e-3', '--seed', '0']
 
@@ -79,6 +79,6 @@ def test_detection_bad_input(detector, tmp_path):
                           (['train', tmp_path/'all_bad.csv', '--images', syn/'images', '--task', 'detection', '--out', tmp_path/'m', *TINY], 'no usable box'),
                           (['train', syn/'labels.csv', '--images', syn/'images', '--task', 'detection', '--out', tmp_path/'m', *TINY], "missing column(s) ['x0', 'y0', 'x1', 'y1']"),
                           (['train', syn/'boxes.csv', '--images', syn/'images', '--task', 'detection', '--detector', 'yolo', '--out', tmp_path/'m', *TINY], "unknown detector 'yolo'")]:
-        r = cli(*args)
+        r = cli_here(*args)
         assert r.returncode != 0 and message in r.stderr and 'Traceback' not in r.stderr, (args[0], r.stderr[-1500:])
     assert not (tmp_path/'m'/'config.json').exists() and not (tmp_path/'p.csv').exists()

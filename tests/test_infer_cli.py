@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
-from conftest import cli
+from conftest import cli, cli_here
 from lesion_analysis.core import CLASSES
 from lesion_analysis.synthetic import make_synthetic
 
@@ -34,7 +34,7 @@ def test_predict_folder_with_a_bad_image(model, tmp_path, shared):
     assert 'cut.jpg' in (tmp_path/'p_skipped.csv').read_text() and '1 skipped' in r.stdout
 
 def test_predict_not_a_model(tmp_path, shared):
-    r = cli('predict', tmp_path, shared/'lesions'/'images'/'PH2_IMD008.jpg', '--out', tmp_path/'p.csv')
+    r = cli_here('predict', tmp_path, shared/'lesions'/'images'/'PH2_IMD008.jpg', '--out', tmp_path/'p.csv')
     assert r.returncode == 2 and 'not a model directory' in r.stderr and str(tmp_path) in r.stderr
 
 def test_evaluate_and_ensemble(model, preds, tmp_path):
@@ -68,7 +68,7 @@ def test_evaluate_and_ensemble(model, preds, tmp_path):
 def test_evaluate_bad_predictions(model, preds, tmp_path, change, message):
     syn = model/'syn'
     change(pd.read_csv(preds)).to_csv(tmp_path/'bad.csv', index=False)
-    r = cli('evaluate', syn/'labels.csv', tmp_path/'bad.csv', '--out', tmp_path/'rep')
+    r = cli_here('evaluate', syn/'labels.csv', tmp_path/'bad.csv', '--out', tmp_path/'rep')
     assert r.returncode == 2 and message in r.stderr and 'bad.csv' in r.stderr and 'Traceback' not in r.stderr
 
 def test_explain_images_and_confused_pairs(model, tmp_path, shared):
@@ -87,5 +87,5 @@ def test_explain_images_and_confused_pairs(model, tmp_path, shared):
     (['--layer', '0.model.nope'], "no layer '0.model.nope'"),
 ])
 def test_explain_bad_options(model, tmp_path, shared, args, message):
-    r = cli('explain', model/'model', shared/'lesions'/'images'/'PH2_IMD008.jpg', '--out', tmp_path/'ex', *args)
+    r = cli_here('explain', model/'model', shared/'lesions'/'images'/'PH2_IMD008.jpg', '--out', tmp_path/'ex', *args)
     assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import httpx, numpy as np, pandas as pd, pytest
 from PIL import Image
-from conftest import cli, ROOT
+from conftest import cli, cli_here, ROOT
 from test_serve import serving
 from lesion_analysis.core import CLASSES, LesionDataError
 from lesion_analysis.synthetic import make_synthetic
@@ -136,7 +136,7 @@ def test_a_malformed_model_directory_is_one_line(data, tmp_path, damage, message
     m = tmp_path/'m'; shutil.copytree(data/'model', m); damage(m)
     for args in (['predict', m, images(data)[0], '--out', tmp_path/'p.csv'], ['explain', m, images(data)[0], '--out', tmp_path/'e'],
                  ['serve', m, '--port', '1']):
-        r = cli(*args)
+        r = (cli if args[0] == 'serve' else cli_here)(*args)  # a service that failed to refuse would not return
         assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr, (args[0], r.stderr[-500:])
         assert len(r.stderr.strip().splitlines()) == 1
 

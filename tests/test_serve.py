@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import httpx, pytest
 from PIL import Image
-from conftest import ROOT, ARTIFACTS, browser_page
+from conftest import ROOT, ARTIFACTS, browser_page, cli_here
 from lesion_analysis.core import CLASSES
 from lesion_analysis.synthetic import make_synthetic
 from lesion_analysis.datasets import read_table
@@ -163,7 +163,7 @@ def test_export_onnx_predicts_and_serves_as_pytorch(model, exported, shared, tmp
     for args, message in (((tmp_path, '--out', tmp_path/'x'), 'not a model directory'),
                           ((model, '--out', tmp_path/'x', '--quantize', 'int8'), 'give some with --calibration'),
                           ((model, '--out', exported), 'already holds a model')):
-        r = cli('export', *args)
+        r = cli_here('export', *args)
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 def test_browser_exported_model_with_api_key(exported, shared, tmp_path):

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 import pandas as pd, pytest, torch
-from conftest import cli
+from conftest import cli, cli_here
 from lesion_analysis.synthetic import make_synthetic
 
 @pytest.fixture(scope='module')
@@ -37,24 +37,24 @@ def test_train_writes_a_loadable_model_dir(syn, tmp_path):
     (['--schedule', 'cosine'], "unknown schedule 'cosine'"),
 ])
 def test_train_bad_options(syn, tmp_path, args, message):
-    r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY, *args)
+    r = cli_here('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY, *args)
     assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr
 
 def test_train_weights_that_do_not_fit(syn, tmp_path):
     torch.save({'conv.weight': torch.zeros(4, 3, 3, 3)}, tmp_path/'other.pth')
-    r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY, '--pretrained', tmp_path/'other.pth')
+    r = cli_here('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY, '--pretrained', tmp_path/'other.pth')
     assert r.returncode == 2 and 'other.pth' in r.stderr and 'weights do not fit' in r.stderr
 
 def test_train_class_without_training_images(syn, tmp_path):
     df = pd.read_csv(syn/'labels.csv')
     df['is_valid'] = df.label == 'DF'   # every DF image in validation
     df.to_csv(tmp_path/'t.csv', index=False)
-    r = cli('train', tmp_path/'t.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY)
+    r = cli_here('train', tmp_path/'t.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY)
     assert r.returncode == 2 and "['DF'] have no training images" in r.stderr
 
 def test_train_needs_labels(syn, tmp_path):
     pd.read_csv(syn/'labels.csv')[['image']].to_csv(tmp_path/'t.csv', index=False)
-    r = cli('train', tmp_path/'t.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY)
+    r = cli_here('train', tmp_path/'t.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY)
     assert r.returncode == 2 and 'no label column' in r.stderr
 
 def test_init_from_a_trained_model(syn, tmp_path):
