@@ -48,7 +48,8 @@ BASELINE = ('default', 'flips', False)  # today's product: the default recipe, `
 CLS_CANDIDATES = {'default': {}, 'size224': dict(size=224), 'size288': dict(size=288), 'lite1': dict(arch='tf_efficientnet_lite1'),
                   'lite2': dict(arch='tf_efficientnet_lite2'), 'epochs12': dict(epochs=12), 'freeze0': dict(freeze_epochs=0),
                   'freeze3': dict(freeze_epochs=3), 'mixup': dict(mix='mixup'), 'cutmix': dict(mix='cutmix'),
-                  'smoothing': dict(label_smoothing=0.1), 'oversample': dict(oversample=True)}
+                  'smoothing': dict(label_smoothing=0.1), 'oversample': dict(oversample=True),
+                  'progressive224': dict(size=224, progressive=160)}  # progressive resizing: 160 px, then 224 px for the second half
 CLS_TTA = ('none', 'flips', 'paper')  # `predict`'s TTA choices ('fastai' reuses the training augmentation: see the infer notebook)
 CLS_BASELINE = ('default', 'none', True)  # today's product: the default recipe, `predict`'s defaults (no TTA, priors rescaled)
 

@@ -90,7 +90,7 @@ def out_of_fold(folds:list, out) -> pd.DataFrame:
 @register_task
 class Classification(Task):
     "Image classification, with the table's metadata fused in when the recipe names `metadata`."
-    name, losses, monitor, mixes = 'classification', LOSSES, 'balanced_accuracy_score', tuple(MIXES)
+    name, losses, monitor, mixes, resizes = 'classification', LOSSES, 'balanced_accuracy_score', tuple(MIXES), True
 
     @classmethod
     def check_recipe(cls, r):
@@ -127,7 +127,8 @@ class Classification(Task):
 
     def learner_kwargs(self, dls) -> dict:
         r = self.r
-        return dict(loss_func=lesion_loss(dls, r.loss, r.beta, r.label_smoothing), metrics=default_metrics(), cbs=[MIXES[r.mix]()] if r.mix else [],
+        return dict(loss_func=lesion_loss(dls, r.loss, r.beta, r.label_smoothing), metrics=default_metrics(),
+                    cbs=[*([MIXES[r.mix]()] if r.mix else []), *([ProgressiveResize(r.progressive)] if r.progressive else [])],
                     splitter=fusion_splitter if self.encoder else body_thirds_splitter)
 
     def results(self, learn, dls, df, out) -> dict:

