@@ -17,7 +17,7 @@ from .metrics import (balanced_accuracy, macro_auc, default_metrics, evaluate, g
                                      binary_auc, positive_classes, positive_name, BINARY_REST)
 from .learner import *
 from .modeldir import register_model, load_model_dir, save_ood_stats, OOD_FILE
-from .train import Task, register_task, Recipe, train
+from .train import Task, register_task, Recipe, train, epoch_kept
 from .fusion import MetaEncoder, FusionModel, fusion_splitter
 
 # %% auto #0
@@ -152,7 +152,7 @@ class Classification(Task):
         v, folds = config['valid'], config.get('folds')
         ci = " [{:.3f}, {:.3f}]".format(*v['balanced_accuracy_ci']) if 'balanced_accuracy_ci' in v else ''
         return (f"{'out-of-fold' if folds else 'validation'} balanced accuracy {v['balanced_accuracy']:.3f}{ci}, macro AUC {v['macro_auc']:.3f} "
-                f"(best epoch {v['best_epoch']}); {f'{len(folds)} fold models, ' if folds else ''}model in {out}")
+                f"({epoch_kept(config)}); {f'{len(folds)} fold models, ' if folds else ''}model in {out}")
 
     @classmethod
     def fold_results(cls, df, configs, folds, out) -> dict:
@@ -205,7 +205,7 @@ class Binary(Classification):
         v, folds = config['valid'], config.get('folds')
         ci = " [{:.3f}, {:.3f}]".format(*v['auc_ci']) if 'auc_ci' in v else ''
         return (f"{config['classes'][0]} vs rest: {'out-of-fold' if folds else 'validation'} AUC {v['auc']:.3f}{ci}, balanced accuracy "
-                f"{v['balanced_accuracy']:.3f} (best epoch {v['best_epoch']}); {f'{len(folds)} fold models, ' if folds else ''}model in {out}")
+                f"{v['balanced_accuracy']:.3f} ({epoch_kept(config)}); {f'{len(folds)} fold models, ' if folds else ''}model in {out}")
 
     @classmethod
     def fold_results(cls, df, configs, folds, out) -> dict:

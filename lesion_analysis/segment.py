@@ -19,7 +19,7 @@ from .data import aug_preset, loader_settings
 from .metrics import jaccard_per_image, dice_per_image, seg_metrics
 from .learner import timm_backbone, body_thirds_splitter
 from .modeldir import ImageModel, register_model
-from .train import Task, register_task
+from .train import Task, register_task, epoch_kept
 
 # %% auto #0
 __all__ = ['SEG_CODES', 'MASK_LOSSES', 'FLIPS', 'SEG_TTA', 'read_mask', 'write_png', 'cache_pairs', 'seg_dls', 'MaskLoss',
@@ -161,7 +161,7 @@ class Segmentation(Task):
     def summary(cls, config, out) -> str:
         v, n = config['valid'], config['data']['skipped']
         return (f"validation Jaccard {v['jaccard']:.3f}, Dice {v['dice']:.3f}, {v['failures_under_065']:.0%} of images under 0.65 "
-                f"(best epoch {v['best_epoch']}); {n} pairs skipped" + (f" (reasons in {Path(out)/'skipped.csv'})" if n else '') + f"; model in {out}")
+                f"({epoch_kept(config)}); {n} pairs skipped" + (f" (reasons in {Path(out)/'skipped.csv'})" if n else '') + f"; model in {out}")
 
 # %% ../nbs/11_segment.ipynb #c17e618d
 FLIPS = ((), (-1,), (-2,), (-2, -1))

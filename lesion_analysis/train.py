@@ -20,11 +20,11 @@ from .learner import *
 from .modeldir import *
 
 # %% auto #0
-__all__ = ['TASKS', 'LR_SCALING', 'Task', 'register_task', 'task_for', 'option', 'Recipe', 'per_process', 'lr_factor',
-           'data_summary', 'finder_its', 'run_lr_find', 'fit_stages', 'save_history', 'fit_recipe', 'precision_check',
-           'load_init', 'init_weights', 'Tracker', 'run_config', 'data_fingerprint', 'run_record', 'record_differences',
-           'read_run', 'run_recipe', 'open_run', 'claim_run_dir', 'start_run', 'check_split', 'loss_weights',
-           'finish_run', 'train', 'fold_config', 'finish_folds', 'train_folds', 'train_file']
+__all__ = ['TASKS', 'LR_SCALING', 'Task', 'epoch_kept', 'register_task', 'task_for', 'option', 'Recipe', 'per_process',
+           'lr_factor', 'data_summary', 'finder_its', 'run_lr_find', 'fit_stages', 'save_history', 'fit_recipe',
+           'precision_check', 'load_init', 'init_weights', 'Tracker', 'run_config', 'data_fingerprint', 'run_record',
+           'record_differences', 'read_run', 'run_recipe', 'open_run', 'claim_run_dir', 'start_run', 'check_split',
+           'loss_weights', 'finish_run', 'train', 'fold_config', 'finish_folds', 'train_folds', 'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -64,6 +64,11 @@ class Task:
         "The `valid` entry of a fold ensemble from its folds' `configs` and folders (`df`: the table with its `fold` column): here the mean of their figures."
         figures = [c['valid'] for c in configs]
         return {**{k: float(np.mean([f[k] for f in figures])) for k in figures[0] if k != 'best_epoch'}, 'best_epoch': [f['best_epoch'] for f in figures]}
+
+# %% ../nbs/08_train.ipynb #e104bbf7
+def epoch_kept(config:dict) -> str:
+    "How a task's summary names the epoch a model kept: its best, or in a fold ensemble each fold's last."
+    return "each fold's last epoch" if config.get('folds') else f"best epoch {config['valid']['best_epoch']}"
 
 # %% ../nbs/08_train.ipynb #fa77cbf0
 TASKS = {}
@@ -116,7 +121,7 @@ class Recipe:
     cycles: int = option(3, 'SGDR cycles')
     cycle_len: int = option(1, 'epochs of the first SGDR cycle')
     cycle_mult: int = option(2, 'SGDR cycle length multiplier')
-    patience: int|None = option(None, 'stop after this many epochs without a better validation metric')
+    patience: int|None = option(None, 'stop after this many epochs without a better validation metric (one run: a fold ensemble trains every epoch)')
     crop: bool = option(True, 'crop the dermoscope frame')
     colour: str|None = option(None, 'colour normalisation of every image: shades_of_gray (Shades of Gray, p=6) or gamma (gamma 1.2)')
     lesion_margin: float|None = option(None, 'train on lesion-centred crops: the lesion box grown by this fraction on each side')
@@ -197,15 +202,15 @@ def save_history(hist:History, out):
 
 # %% ../nbs/08_train.ipynb #e9b5ab9c
 def fit_recipe(learn:Learner, r:Recipe, out, monitor:str='balanced_accuracy_score', precision:str='auto', layout:str='auto',
-               ckpt:dict|None=None, cbs:list=()) -> tuple:
-    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages keeping the best epoch by `monitor` (with callbacks `cbs`), checkpointed into `out` after every epoch (resumed from `ckpt`); history into `out`. Data-parallel in a process group, where rank 0 alone finds the rate and writes. Return `(lr, best epoch, plan)`."
+               ckpt:dict|None=None, cbs:list=(), keep_best:bool=True) -> tuple:
+    "In `precision` and `layout`: lr_find unless `r.lr`, then `r`'s two stages keeping the best epoch by `monitor` (else the last) (with callbacks `cbs`), checkpointed into `out` after every epoch (resumed from `ckpt`); history into `out`. Data-parallel in a process group, where rank 0 alone finds the rate and writes. Return `(lr, epoch kept, plan)`."
     plan = learn.to_precision(precision, layout)
     lr = ckpt['lr'] if ckpt else r.lr or on_rank0(run_lr_find, learn, out, r.total_epochs) * lr_factor(r, max(1, num_distrib()))
-    hist, best = History(**plan), KeepBest(monitor)
+    hist, best = History(**plan), [KeepBest(monitor)] if keep_best else []
     saves = [Checkpoint(Path(out)/CHECKPOINT, lr=lr)] if rank_distrib() == 0 else []
-    with data_parallel(learn): fit_stages(learn, r, lr, [hist, best, *saves, *cbs], monitor, ckpt)
+    with data_parallel(learn): fit_stages(learn, r, lr, [hist, *best, *saves, *cbs], monitor, ckpt)
     on_rank0(save_history, hist, out)
-    return lr, best.best_epoch, plan
+    return lr, best[0].best_epoch if best else len(hist.epochs) - 1, plan
 
 # %% ../nbs/08_train.ipynb #a1874e50
 def precision_check(learn:Learner) -> dict|None:
@@ -340,8 +345,8 @@ def finish_run(learn:Learner, task:Task, df:pd.DataFrame, out:Path, config:dict,
 
 # %% ../nbs/08_train.ipynb #6afe7420
 def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
-          export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> tuple:
-    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`), or `resume` the run there; logged by `tracker`; data-parallel when started on several processes. Return `(learn, config)`."
+          export_pickle:bool=False, precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None, keep_best:bool=True) -> tuple:
+    "Train `recipe`'s task on table `df` in `precision` and `layout` and save it as model directory `out` (cache: `default_cache()`), or `resume` the run there, keeping its best epoch (else its last); logged by `tracker`; data-parallel when started on several processes. Return `(learn, config)`."
     r = run_recipe(out, recipe, resume)
     plan = compute_plan(precision, layout, training=True)  # a precision this machine cannot run fails before any work
     processes = join_process_group()
@@ -360,7 +365,7 @@ def train(df:pd.DataFrame, out, recipe:Recipe|None=None, images=None, cache=None
     if init: started = dict(model=str(r.init), loaded=init_weights(learn.model, *init, dls.vocab, r.init)); learn.freeze()
     if not show_progress(): learn.remove_cb(ProgressCallback); learn.logger = epoch_logger(learn)  # a log file: a named line per epoch
     ckpt, tracker = on_rank0(open_run, out, record, resume), tracker or Tracker()  # the run starts (or goes on) once its data and model are ready
-    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout, ckpt, tracker.start(out, record) if rank_distrib() == 0 else [])
+    lr, best_epoch, plan = fit_recipe(learn, r, out, task.monitor, precision, layout, ckpt, tracker.start(out, record) if rank_distrib() == 0 else [], keep_best)
     ranks = rank_agreement(split=record['data']['fingerprint'], class_weights=loss_weights(learn), lr=lr, best_epoch=best_epoch)
     learn.to_fp32()  # validation predictions in fp32: the reference every precision is compared with
     extra = dict(resumed={k: ckpt[k] for k in ('stage', 'epoch')} if ckpt else None, init=started if init else None,
@@ -394,8 +399,9 @@ def finish_folds(task:type, df:pd.DataFrame, configs:list, folds:list, out:Path,
 # %% ../nbs/08_train.ipynb #9ac4121c
 def train_folds(df:pd.DataFrame, out, k:int=5, recipe:Recipe|None=None, images=None, cache=None, force:bool=False, segmenter=None,
                 precision:str='auto', layout:str='auto', resume:bool=False, tracker:Tracker|None=None) -> dict:
-    "Train `recipe` on `k` lesion-grouped folds of `df` into `out`/fold_i, saved as the fold-ensemble model directory `out` (or `resume` it), logged by `tracker`; return its config."
+    "Train `recipe` on `k` lesion-grouped folds of `df` into `out`/fold_i (each keeping its last epoch), saved as the fold-ensemble model directory `out` (or `resume` it), logged by `tracker`; return its config."
     r = run_recipe(out, recipe, resume)
+    if r.patience: raise ValueError(f"early stopping (patience {r.patience}) would choose each fold's epochs on the fold it is scored on: a fold ensemble trains the recipe's epochs")
     plan, task = compute_plan(precision, layout, training=True), task_for(r.task)
     out, t0 = on_rank0(claim_run_dir, out, force, resume), time.time()
     df = kfold_by_lesion(task(r).trainable(df).drop(columns='is_valid', errors='ignore'), k, r.seed)
@@ -408,7 +414,7 @@ def train_folds(df:pd.DataFrame, out, k:int=5, recipe:Recipe|None=None, images=N
     for i, d in enumerate(folds):
         if not (resume and (d/'config.json').is_file()):  # a resumed ensemble keeps its finished folds
             train(df.assign(is_valid=df.fold == i), d, r, images, cache, force=True, segmenter=segmenter, precision=precision, layout=layout,
-                  resume=unfinished_run(d), tracker=tracker)
+                  resume=unfinished_run(d), tracker=tracker, keep_best=False)
         configs.append(read_config(d))
     return on_rank0(finish_folds, task, df, configs, folds, out, t0, tracker)
 

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from sklearn.metrics import balanced_accuracy_score
-from conftest import cli
+from conftest import cli, cli_here
 from test_resume import killed_at
 from lesion_analysis.core import CLASSES
 from lesion_analysis.synthetic import make_synthetic
@@ -24,7 +24,7 @@ def folds(syn):
     out = syn/'folds'
     r = cli(*fold_args(syn, out))
     assert r.returncode == 0, r.stderr
-    assert 'out-of-fold balanced accuracy' in r.stdout and '3 fold models' in r.stdout
+    assert 'out-of-fold balanced accuracy' in r.stdout and "each fold's last epoch); 3 fold models" in r.stdout
     return out
 
 def test_out_of_fold_predictions_and_metrics(folds, syn):
@@ -39,6 +39,13 @@ def test_out_of_fold_predictions_and_metrics(folds, syn):
     v = cfg['valid']
     assert v['balanced_accuracy'] == pytest.approx(bacc) and v['balanced_accuracy_ci'][0] <= bacc <= v['balanced_accuracy_ci'][1]
     assert (folds/'oof'/'metrics.md').is_file() and len(cfg['fold_valid']) == 3
+    for f, fv in zip(cfg['folds'], cfg['fold_valid']):  # nothing chosen on the scored fold: each fold kept its last epoch
+        hist = pd.read_csv(folds/f/'history.csv')
+        assert fv['best_epoch'] == len(hist) - 1 and fv['balanced_accuracy'] == pytest.approx(hist.balanced_accuracy.iloc[-1], abs=1e-4)
+
+def test_folds_refuse_early_stopping(syn, tmp_path):
+    r = cli_here(*fold_args(syn, tmp_path/'f', '--patience', '1'))
+    assert r.returncode == 2 and 'early stopping (patience 1)' in r.stderr and 'Traceback' not in r.stderr and not (tmp_path/'f').exists()
 
 def test_fold_ensemble_is_a_model_directory(folds, syn, tmp_path):
     r = cli('predict', folds, syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'p.csv', '--priors', 'keep', '--precision', 'fp32')
