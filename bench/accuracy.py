@@ -147,27 +147,30 @@ def seeds_bacc(y, probs) -> float:
     return float(np.mean([balanced_accuracy(probs[:, s], y) for s in range(probs.shape[1])]))
 
 def cls_summary(scores:pd.DataFrame) -> dict:
-    "Figures per candidate, TTA and priors, with the paired difference from `CLS_BASELINE` (on the images both scored, every seed)."
+    "Figures per candidate, TTA and priors over the seeds it was scored under, with the paired difference from `CLS_BASELINE` (on the images and seeds both scored)."
     classes = [c for c in scores.columns if c not in ('image', 'label', 'group', 'tta', 'rescale', 'candidate', 'seed', 'fold', 'train_minutes', 'device')]
-    seeds = sorted(scores.seed.unique())
-    def arrays(g):  # (images, their labels, their lesion groups, probabilities: images x seeds x classes), images scored under every seed
-        wide = g.pivot_table(index=['image', 'label', 'group'], columns='seed', values=classes).dropna()
+    def arrays(g, seeds):  # (images, their labels, their lesion groups, probabilities: images x seeds x classes), images scored under every one of `seeds`
+        wide = g[g.seed.isin(seeds)].pivot_table(index=['image', 'label', 'group'], columns='seed', values=classes).dropna()
         return wide.index, np.array([classes.index(l) for l in wide.index.get_level_values('label')]), wide.index.get_level_values('group'), \
                np.stack([wide.xs(s, axis=1, level='seed')[classes].to_numpy() for s in seeds], 1)
-    b_index, _, _, b_probs = arrays(scores.set_index(['candidate', 'tta', 'rescale']).loc[CLS_BASELINE].reset_index())
+    base = scores.set_index(['candidate', 'tta', 'rescale']).loc[CLS_BASELINE].reset_index()
     out = {}
     for (name, tta, rescale), g in scores.groupby(['candidate', 'tta', 'rescale'], sort=False):
-        index, y, groups, probs = arrays(g)
-        pos = b_index.get_indexer(index); paired = pos >= 0  # the images the baseline scored too
-        both = np.concatenate([probs[paired], b_probs[pos[paired]]], 1)  # the candidate's seeds, then the baseline's
-        diff = lambda t, p: seeds_bacc(t, p[:, :len(seeds)]) - seeds_bacc(t, p[:, len(seeds):])
+        seeds = sorted(g.seed.unique()); common = [s for s in seeds if s in set(base.seed)]  # the seeds the baseline was scored under too
+        index, y, groups, probs = arrays(g, seeds)
+        p_index, p_y, p_groups, p_probs = arrays(g, common)
+        b_index, _, _, b_probs = arrays(base, common)
+        pos = b_index.get_indexer(p_index); paired = pos >= 0  # the images the baseline scored too
+        both = np.concatenate([p_probs[paired], b_probs[pos[paired]]], 1)  # the candidate's seeds, then the baseline's
+        diff = lambda t, p: seeds_bacc(t, p[:, :len(common)]) - seeds_bacc(t, p[:, len(common):])
         minutes = g.drop_duplicates(['seed', 'fold']).train_minutes
-        out.setdefault(name, dict(runs=len(minutes), train_minutes=round(float(minutes.sum()), 1), device=g.device.iloc[0], results={}))
+        out.setdefault(name, dict(seeds=[int(s) for s in seeds], runs=len(minutes), train_minutes=round(float(minutes.sum()), 1), device=g.device.iloc[0], results={}))
         out[name]['results'][f"{tta}{'' if rescale else ', priors kept'}"] = dict(
             images=len(y), balanced_accuracy=dict(mean=round(seeds_bacc(y, probs), 4), ci=[round(v, 4) for v in grouped_bootstrap(seeds_bacc, y, probs, groups)]),
             per_seed={int(s): round(balanced_accuracy(probs[:, i], y), 4) for i, s in enumerate(seeds)},
             macro_auc=round(float(np.mean([macro_auc(probs[:, i], y) for i in range(len(seeds))])), 4),
-            vs_baseline=dict(mean=round(diff(y[paired], both), 4), ci=[round(v, 4) for v in grouped_bootstrap(diff, y[paired], both, groups[paired])]))
+            vs_baseline=dict(seeds=[int(s) for s in common], images=int(paired.sum()), mean=round(diff(p_y[paired], both), 4),
+                             ci=[round(v, 4) for v in grouped_bootstrap(diff, p_y[paired], both, p_groups[paired])]))
     return out
 
 def cls_best(summary:dict) -> dict:
