@@ -258,7 +258,7 @@ class ProgressiveResize(Callback):
     def __init__(self, size:int): self.size = size
     def small_now(self) -> bool: return self.training and (self.opt.frozen_idx > 0 or self.epoch < self.n_epoch // 2)
     def before_batch(self):
-        if self.small_now() and (x := self.xb[0]).shape[-1] > self.size:
+        if self.small_now() and max((x := self.xb[0]).shape[-2:]) > self.size:
             self.learn.xb = (F.interpolate(x, scale_factor=self.size / max(x.shape[-2:]), mode='bilinear', antialias=True), *self.xb[1:])
 
 # %% ../nbs/06_learner.ipynb #39628b3d
