@@ -15,7 +15,8 @@ summarises the folds scored so far (pairs compared on the images both scored).
 
     python bench/accuracy.py segmentation [--candidates default,size224,...] [--folds 5] [--seed 42] [--jobs 1]
 
-`classification`: each candidate recipe of `train` (the CLI's default, and the default with one lever changed) on the shared
+`classification`: each candidate recipe of `train` (the CLI's default, Lite0 at 224 px trained at 160 px first; one size
+throughout: size160, the default before this script chose it, size224, size288; and the default with one lever changed) on the shared
 lesion images (UNK dropped, as in bench/train.py: 8 classes), on 5 lesion-grouped folds for each of two seeds (the folds
 change with the seed). The model of fold i trains on the other folds, choosing its best epoch and its temperature on a
 lesion-grouped 15% of them, never on fold i; then `predict` scores fold i as a user's command would, with each TTA, priors
@@ -26,7 +27,7 @@ priors rescaled) with its interval; the training minutes. The fold ensemble agai
 
     python bench/accuracy.py classification [--candidates default,mixup,...] [--folds 5] [--seeds 42,7] [--jobs 1]
 """
-import argparse, os, time
+import argparse, dataclasses, json, os, time
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
@@ -36,7 +37,7 @@ from lesion_analysis.core import share_cores, shared_data, load_image, write_csv
 from lesion_analysis.datasets import read_mask_pairs, read_table, kfold_by_lesion, lesion_groups
 from lesion_analysis.metrics import grouped_bootstrap, mask_jaccard, balanced_accuracy, macro_auc
 from lesion_analysis.infer import Classifier, predict
-from lesion_analysis.train import Recipe, train
+from lesion_analysis.train import Recipe, train, option_type
 from lesion_analysis.segment import Segmenter, SEG_TTA, read_mask, clean_mask
 
 OUT = RESULTS/'models'/'accuracy'
@@ -45,11 +46,11 @@ SEG_CANDIDATES = {'default': {}, 'size224': dict(size=224), 'size288': dict(size
                   'loss_ce': dict(loss='ce'), 'loss_dice_focal': dict(loss='dice_focal'),
                   'size224_epochs12': dict(size=224, epochs=12)}
 BASELINE = ('default', 'flips', False)  # today's product: the default recipe, `segment`'s default TTA, no cleaning
-CLS_CANDIDATES = {'default': {}, 'size224': dict(size=224), 'size288': dict(size=288), 'lite1': dict(arch='tf_efficientnet_lite1'),
-                  'lite2': dict(arch='tf_efficientnet_lite2'), 'epochs12': dict(epochs=12), 'freeze0': dict(freeze_epochs=0),
-                  'freeze3': dict(freeze_epochs=3), 'mixup': dict(mix='mixup'), 'cutmix': dict(mix='cutmix'),
-                  'smoothing': dict(label_smoothing=0.1), 'oversample': dict(oversample=True),
-                  'progressive224': dict(size=224, progressive=160)}  # progressive resizing: 160 px, then 224 px for the second half
+CLS_CANDIDATES = {'default': {},  # the CLI's: Lite0 at 224 px, progressive resizing from 160 px (chosen by this script)
+                  'size160': dict(size=160), 'size224': dict(size=224), 'size288': dict(size=288),  # one size throughout; size160 was the default before
+                  'lite1': dict(arch='tf_efficientnet_lite1'), 'lite2': dict(arch='tf_efficientnet_lite2'), 'epochs12': dict(epochs=12),
+                  'freeze0': dict(freeze_epochs=0), 'freeze3': dict(freeze_epochs=3), 'mixup': dict(mix='mixup'), 'cutmix': dict(mix='cutmix'),
+                  'smoothing': dict(label_smoothing=0.1), 'oversample': dict(oversample=True)}
 CLS_TTA = ('none', 'flips', 'paper')  # `predict`'s TTA choices ('fastai' reuses the training augmentation: see the infer notebook)
 CLS_BASELINE = ('default', 'none', True)  # today's product: the default recipe, `predict`'s defaults (no TTA, priors rescaled)
 
@@ -78,12 +79,20 @@ def score_fold(model, valid:pd.DataFrame) -> list:
                      for c, m in ((False, mask), (True, clean_mask(mask)))]
     return rows
 
-def run_seg_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None) -> str:
-    "Train candidate `name` on the other folds and score the images of `fold`; the per-image CSV below `root` (reused when it is already there)."
-    out, scores = root/'segmentation'/name/f'fold_{fold}', root/'segmentation'/name/f'fold_{fold}.csv'
-    if scores.is_file(): return str(scores)
+def reused(scores:Path, r:Recipe) -> str:
+    "`scores`, the per-image CSV of a fold model already trained, when that model's recipe is `r` (a field its config predates counts as unset)."
+    had, unset = json.loads((scores.with_suffix('')/'config.json').read_text())['recipe'], {f.name: f.default for f in dataclasses.fields(Recipe)}
+    if diff := {k: (had.get(k, unset[k]), v) for k, v in dataclasses.asdict(r).items() if had.get(k, unset[k]) != v}:
+        raise SystemExit(f"{scores}: its model was trained with another recipe ({diff}, as (then, now)); move {scores.parent} away to retrain it")
+    return str(scores)
+
+def run_seg_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None, scored_only:bool=False) -> str|None:
+    "Train candidate `name` on the other folds and score the images of `fold`; the per-image CSV below `root` (reused when it is already there; None if not and `scored_only`)."
+    out, r = root/'segmentation'/name/f'fold_{fold}', Recipe(task='segmentation', seed=seed, **overrides)
+    if (scores := out.with_suffix('.csv')).is_file(): return reused(scores, r)
+    if scored_only: return None
     df, t0 = kfold_by_lesion(pairs_table(limit), k, seed), time.time()  # lesion-grouped, the same folds for every candidate
-    train(df.assign(is_valid=df.fold == fold), out, Recipe(task='segmentation', seed=seed, **overrides), cache=root/'cache'/name/str(fold), force=True, precision='fp32')
+    train(df.assign(is_valid=df.fold == fold), out, r, cache=root/'cache'/name/str(fold), force=True, precision='fp32')
     minutes = (time.time() - t0) / 60
     rows = score_fold(out, df[df.fold == fold])
     write_csv(pd.DataFrame(rows).assign(candidate=name, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores)
@@ -130,12 +139,13 @@ def score_classifier(model, test:pd.DataFrame) -> pd.DataFrame:
             parts.append(pd.DataFrame(clf.rescale(p[clf.classes].to_numpy(), rescale), columns=clf.classes).assign(image=p.image.to_numpy(), tta=tta, rescale=rescale))
     return pd.concat(parts, ignore_index=True).merge(test[['image', 'label']].assign(group=lesion_groups(test).to_numpy()), on='image')
 
-def run_cls_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None) -> str:
-    "Train candidate `name` on the folds other than `fold` of `seed`'s folds (its best epoch chosen on 15% of them) and score fold `fold`; the per-image CSV below `root`."
-    out = root/'classification'/name/f'seed_{seed}'/f'fold_{fold}'
-    if (scores := out.with_suffix('.csv')).is_file(): return str(scores)
+def run_cls_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None, scored_only:bool=False) -> str|None:
+    "Train candidate `name` on the folds other than `fold` of `seed`'s folds (its best epoch chosen on 15% of them) and score fold `fold`; the per-image CSV below `root` (as `run_seg_fold`)."
+    out, r = root/'classification'/name/f'seed_{seed}'/f'fold_{fold}', Recipe(seed=seed, **overrides)
+    if (scores := out.with_suffix('.csv')).is_file(): return reused(scores, r)
+    if scored_only: return None
     df, t0 = kfold_by_lesion(lesions_table(limit), k, seed), time.time()
-    train(df[df.fold != fold].drop(columns='fold'), out, Recipe(seed=seed, **overrides), cache=root/'cache'/'classification', force=True, precision='fp32')
+    train(df[df.fold != fold].drop(columns='fold'), out, r, cache=root/'cache'/'classification', force=True, precision='fp32')
     minutes = (time.time() - t0) / 60
     rows = score_classifier(out, df[df.fold == fold])
     write_csv(rows.assign(candidate=name, seed=seed, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores)
@@ -190,13 +200,18 @@ def classification(a):
     if 'default' not in names: names = ['default', *names]  # the baseline every candidate is compared with
     lesions_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
     base = parse_base(a.base)
-    jobs = [(root(a), n, {**base, **CLS_CANDIDATES[n]}, f, a.folds, s, a.limit) for s in seeds for f in range(a.folds) for n in names]
-    files = [str(r/'classification'/n/f'seed_{s}'/f'fold_{f}.csv') for r, n, _, f, _, s, _ in jobs] if a.no_train else run_jobs(run_cls_fold, jobs, a.jobs)
-    scores = pd.concat([pd.read_csv(f, dtype={'image': str}) for f in files if Path(f).is_file()], ignore_index=True)
+    jobs = [(root(a), n, {**base, **CLS_CANDIDATES[n]}, f, a.folds, s, a.limit, a.no_train) for s in seeds for f in range(a.folds) for n in names]
+    files = run_jobs(run_cls_fold, jobs, 1 if a.no_train else a.jobs)
+    scores = pd.concat([pd.read_csv(f, dtype={'image': str}) for f in files if f], ignore_index=True)
     summary = cls_summary(scores)
     report(results_name('accuracy_classification', a), dict(images=int(scores.image.nunique()), folds=a.folds, seeds=seeds, base=base, candidates={n: CLS_CANDIDATES[n] for n in names},
-                                           recipe_default=dict(size=Recipe.size, arch=Recipe.arch, epochs=f'{Recipe.freeze_epochs} frozen + {Recipe.epochs}'),
+                                           recipe_default=recipe_default('classification'),
                                            baseline=dict(zip(('candidate', 'tta', 'rescale'), CLS_BASELINE)), best=cls_best(summary), summary=summary))
+
+def recipe_default(task:str) -> dict:
+    "The CLI's default recipe for `task`, as the results record it."
+    r = Recipe(task=task)
+    return dict(size=r.size, progressive=r.progressive, arch=r.arch, epochs=f'{r.freeze_epochs} frozen + {r.epochs}')
 
 def root(a) -> Path:
     "Where the fold models and scores go: a quick check of the script (`--limit`, `--base`) apart, so that a real run never reuses its folds."
@@ -208,7 +223,8 @@ def results_name(name:str, a) -> str:
 
 def parse_base(text:str) -> dict:
     "Recipe fields for every candidate from `key=value,...` (a quick check of the script: size=64,epochs=1)."
-    return {k: type(getattr(Recipe, k))(v) for k, v in (kv.split('=') for kv in text.split(',') if kv)}
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    return {k: option_type(fields[k])(v) for k, v in (kv.split('=') for kv in text.split(',') if kv)}
 
 def segmentation(a):
     names = a.candidates.split(',')
@@ -216,12 +232,12 @@ def segmentation(a):
     if 'default' not in names: names = ['default', *names]  # the baseline every candidate is compared with
     pairs_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
     base = parse_base(a.base)
-    jobs = [(root(a), n, {**base, **SEG_CANDIDATES[n]}, f, a.folds, a.seed, a.limit) for f in range(a.folds) for n in names]  # fold by fold
-    files = [str(f) for n in names for f in sorted((root(a)/'segmentation'/n).glob('fold_*.csv'))] if a.no_train else run_jobs(run_seg_fold, jobs, a.jobs)
-    scores = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    jobs = [(root(a), n, {**base, **SEG_CANDIDATES[n]}, f, a.folds, a.seed, a.limit, a.no_train) for f in range(a.folds) for n in names]  # fold by fold
+    files = run_jobs(run_seg_fold, jobs, 1 if a.no_train else a.jobs)
+    scores = pd.concat([pd.read_csv(f) for f in files if f], ignore_index=True)
     summary = summarise(scores)
     report(results_name('accuracy_segmentation', a), dict(pairs=int(scores.image.nunique()), folds=a.folds, seed=a.seed, base=base, candidates={n: SEG_CANDIDATES[n] for n in names},
-                                         recipe_default=dict(size=Recipe.size, arch=Recipe.arch, epochs=f'{Recipe.freeze_epochs} frozen + {Recipe.epochs}'),
+                                         recipe_default=recipe_default('segmentation'),
                                          baseline=dict(zip(('candidate', 'tta', 'clean'), BASELINE)), best=best(summary), summary=summary))
 
 def main():

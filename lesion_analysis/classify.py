@@ -91,6 +91,7 @@ def out_of_fold(folds:list, out) -> pd.DataFrame:
 class Classification(Task):
     "Image classification, with the table's metadata fused in when the recipe names `metadata`."
     name, losses, monitor, mixes, resizes = 'classification', LOSSES, 'balanced_accuracy_score', tuple(MIXES), True
+    size, progressive = 224, 160  # chosen by nested cross-validation (bench/accuracy.py: see the benchmark section)
 
     @classmethod
     def check_recipe(cls, r):

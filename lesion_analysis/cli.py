@@ -145,13 +145,13 @@ def _segmenter(path, a):
 # %% ../nbs/19_cli.ipynb #864acae4
 def add_recipe_args(p):
     "An option for every field of `Recipe`, with its default."
-    from lesion_analysis.train import Recipe
+    from lesion_analysis.train import Recipe, option_type
     for f in dataclasses.fields(Recipe):
         flag, default, help = '--' + f.name.replace('_', '-'), f.default, f.metadata['help']
         if isinstance(default, bool):
             if default: p.add_argument('--no-' + f.name.replace('_', '-'), dest=f.name, action='store_false', help=f'do not {help}')
             else: p.add_argument(flag, action='store_true', help=help)
-        else: p.add_argument(flag, type={'int': int, 'float': float}.get(str(f.type).split('|')[0].strip(), str), default=default,
+        else: p.add_argument(flag, type=option_type(f), default=default,
                              help=f"{help} (default: {f.metadata['shown']})")
 
 # %% ../nbs/19_cli.ipynb #737d80b7

@@ -20,11 +20,12 @@ from .learner import *
 from .modeldir import *
 
 # %% auto #0
-__all__ = ['TASKS', 'LR_SCALING', 'Task', 'epoch_kept', 'register_task', 'task_for', 'option', 'Recipe', 'per_process',
-           'lr_factor', 'data_summary', 'finder_its', 'run_lr_find', 'fit_stages', 'save_history', 'fit_recipe',
-           'precision_check', 'load_init', 'init_weights', 'Tracker', 'run_config', 'data_fingerprint', 'run_record',
-           'record_differences', 'read_run', 'run_recipe', 'open_run', 'claim_run_dir', 'start_run', 'check_split',
-           'loss_weights', 'finish_run', 'train', 'fold_config', 'finish_folds', 'train_folds', 'train_file']
+__all__ = ['TASKS', 'LR_SCALING', 'Task', 'epoch_kept', 'register_task', 'task_for', 'option', 'Recipe', 'option_type',
+           'per_process', 'lr_factor', 'data_summary', 'finder_its', 'run_lr_find', 'fit_stages', 'save_history',
+           'fit_recipe', 'precision_check', 'load_init', 'init_weights', 'Tracker', 'run_config', 'data_fingerprint',
+           'run_record', 'record_differences', 'read_run', 'run_recipe', 'open_run', 'claim_run_dir', 'start_run',
+           'check_split', 'loss_weights', 'finish_run', 'train', 'fold_config', 'finish_folds', 'train_folds',
+           'train_file']
 
 # %% ../nbs/08_train.ipynb #af275fe5
 class Task:
@@ -35,13 +36,16 @@ class Task:
     takes_positive:bool = False  # whether it learns `Recipe.positive` against the rest
     mixes:tuple = ()             # the image mixing (`Recipe.mix`) it offers
     resizes:bool = False         # whether it offers progressive resizing (`Recipe.progressive`)
+    size:int = 160               # its default input size (pixels)
+    progressive:int|None = None  # its default progressive resizing, with the default size
     checks_precision:bool = True  # whether `precision_check` compares its outputs in reduced precision (outputs that are probabilities)
     def __init__(self, recipe): self.r = recipe
 
     @classmethod
     def check_recipe(cls, r):
-        "Fill in `r`'s default loss and refuse a recipe this task cannot run."
-        r.loss = r.loss or cls.losses[0]
+        "Fill in `r`'s defaults (size, progressive resizing, loss) and refuse a recipe this task cannot run."
+        if r.size is None: r.size, r.progressive = cls.size, cls.progressive if r.progressive is None else r.progressive
+        r.progressive, r.loss = r.progressive or None, r.loss or cls.losses[0]
         if r.loss not in cls.losses: raise ValueError(f"unknown loss {r.loss!r} for {cls.name}; choose from {cls.losses}")
         if r.positive and not cls.takes_positive: raise ValueError(f"positive classes are for the binary task (task binary), not {cls.name}")
         if r.mix and r.mix not in cls.mixes: raise ValueError(f"mix {r.mix!r} is not for {cls.name}" + (f"; choose from {list(cls.mixes)}" if cls.mixes else ''))
@@ -102,8 +106,9 @@ class Recipe:
     arch: str = option('tf_efficientnet_lite0', 'timm architecture')
     pretrained: str = option('auto', 'weights: auto, hub, lite, a file, or none')
     init: str|None = option(None, 'start from this trained model directory instead of pretrained weights: its body, and its head when the classes match')
-    size: int = option(160, 'input size (pixels)')
-    progressive: int|None = option(None, 'progressive resizing: train at this smaller size (pixels) while the body is frozen and for the first half of the unfrozen epochs, then at size; classification')
+    size: int|None = option(None, 'input size (pixels)', shown='224 for classification and binary, 160 for segmentation and detection')
+    progressive: int|None = option(None, 'progressive resizing: train at this smaller size (pixels) while the body is frozen and for the first half of the unfrozen epochs, '
+                                   'then at size; classification; 0: off', shown='160 with the default size of classification and binary, else off')
     bs: int = option(32, 'batch size (the global batch: a run on several processes splits it among them)')
     lr_scaling: str = option('linear', "how lr_find's suggestion, found on one process's share of the batch, is scaled to the global batch: linear (times the processes), sqrt or none")
     aug: str = option('isic2019', 'augmentation preset (isic2019, fastai, none)')
@@ -136,16 +141,22 @@ class Recipe:
         check_arch(self.arch)
         if self.schedule not in ('one_cycle', 'sgdr'): raise ValueError(f"unknown schedule {self.schedule!r}; choose 'one_cycle' or 'sgdr'")
         if self.lr_scaling not in LR_SCALING: raise ValueError(f"unknown lr_scaling {self.lr_scaling!r}; choose from {list(LR_SCALING)}")
+        task_for(self.task).check_recipe(self)
         if self.size < 32: raise ValueError(f"size {self.size} is too small (at least 32 px)")
-        if self.progressive is not None and not 32 <= self.progressive < self.size: raise ValueError(f"progressive {self.progressive} must be from 32 px to below size {self.size}")
+        if self.progressive is not None and not 32 <= self.progressive < self.size: raise ValueError(f"progressive {self.progressive} must be from 32 px to below size {self.size} (or 0: off)")
         if self.lesion_margin is not None and self.lesion_margin < 0: raise ValueError(f"lesion_margin must be >= 0, not {self.lesion_margin}")
         if not 0 <= self.meta_dropout < 1: raise ValueError(f"meta_dropout must be in [0, 1), not {self.meta_dropout}")
-        task_for(self.task).check_recipe(self)
 
     @property
     def total_epochs(self) -> int:
         "Epochs of the whole run: the frozen ones, then the one-cycle epochs or the SGDR cycles."
         return self.freeze_epochs + (sum(sgdr_lengths(self.cycles, self.cycle_len, self.cycle_mult)) if self.schedule == 'sgdr' else self.epochs)
+
+# %% ../nbs/08_train.ipynb #e225bde4
+def option_type(f:dataclasses.Field):
+    "How the value of `Recipe` field `f` is read from text (a command-line option, a benchmark's `key=value`)."
+    return {'int': int, 'float': float, 'bool': lambda v: v.lower() in ('1', 'true', 'yes')}.get(f.type.split('|')[0].strip(), str)
+
 
 # %% ../nbs/08_train.ipynb #d1aff5ec
 def per_process(r:Recipe, processes:int=1) -> Recipe:

@@ -1,5 +1,5 @@
 "`lesion-analysis train` end to end on tiny synthetic data, and its bad inputs."
-import json
+import dataclasses, json
 from pathlib import Path
 import pandas as pd, pytest, torch
 from conftest import cli, cli_here
@@ -11,6 +11,17 @@ def syn(tmp_path_factory):
     return d
 
 TINY = ['--size', '40', '--bs', '16', '--epochs', '1', '--freeze-epochs', '0', '--lr', '1e-3']
+
+def test_the_default_size_comes_with_its_progressive_resizing():
+    "Classification's default is 224 px trained at 160 px first; --size alone trains at that size throughout, --progressive 0 turns it off; a resumed run keeps its own."
+    from lesion_analysis.cli import parser, recipe_from
+    from lesion_analysis.train import Recipe
+    args = lambda *o: parser(['train']).parse_args(['train', 'table.csv', '--out', 'm', *o])
+    got = [recipe_from(args(*o)) for o in ((), ('--size', '160'), ('--progressive', '0'), ('--progressive', '192'), ('--task', 'segmentation'))]
+    assert [(r.size, r.progressive) for r in got] == [(224, 160), (160, None), (224, None), (224, 192), (160, None)]
+    old = {k: v for k, v in dataclasses.asdict(Recipe(size=160)).items() if k != 'progressive'}  # a run recorded before progressive resizing
+    assert (recipe_from(args(), base=old).size, recipe_from(args(), base=old).progressive) == (160, None)
+    assert (recipe_from(args('--progressive', '96'), base=old).progressive) == 96
 
 def test_train_writes_a_loadable_model_dir(syn, tmp_path):
     out = tmp_path/'model'
