@@ -38,13 +38,15 @@ class Task:
     resizes:bool = False         # whether it offers progressive resizing (`Recipe.progressive`)
     size:int = 160               # its default input size (pixels)
     progressive:int|None = None  # its default progressive resizing, with the default size
+    lr:float|None = None         # its default learning rate (None: lr_find's suggestion)
     checks_precision:bool = True  # whether `precision_check` compares its outputs in reduced precision (outputs that are probabilities)
     def __init__(self, recipe): self.r = recipe
 
     @classmethod
     def check_recipe(cls, r):
-        "Fill in `r`'s defaults (size, progressive resizing, loss) and refuse a recipe this task cannot run."
+        "Fill in `r`'s defaults (size, progressive resizing, learning rate, loss) and refuse a recipe this task cannot run."
         if r.size is None: r.size, r.progressive = cls.size, cls.progressive if r.progressive is None else r.progressive
+        if r.lr is None: r.lr = cls.lr
         r.progressive, r.loss = r.progressive or None, r.loss or cls.losses[0]
         if r.loss not in cls.losses: raise ValueError(f"unknown loss {r.loss!r} for {cls.name}; choose from {cls.losses}")
         if r.positive and not cls.takes_positive: raise ValueError(f"positive classes are for the binary task (task binary), not {cls.name}")
@@ -119,7 +121,7 @@ class Recipe:
     beta: float = option(0.999, 'beta of the effective-number class weights')
     label_smoothing: float = option(0., 'label smoothing of the cross-entropy')
     mix: str|None = option(None, "mix pairs of training images: mixup (fastai's MixUp) or cutmix (CutMix); classification without metadata")
-    lr: float|None = option(None, 'learning rate', shown="lr_find's suggestion")
+    lr: float|None = option(None, "learning rate; 0: lr_find's suggestion", shown="lr_find's suggestion; 1e-3 for segmentation")
     freeze_epochs: int = option(1, 'epochs with the body frozen')
     epochs: int = option(6, 'unfrozen one-cycle epochs')
     schedule: str = option('one_cycle', 'one_cycle or sgdr')
@@ -143,6 +145,7 @@ class Recipe:
         if self.lr_scaling not in LR_SCALING: raise ValueError(f"unknown lr_scaling {self.lr_scaling!r}; choose from {list(LR_SCALING)}")
         task_for(self.task).check_recipe(self)
         if self.size < 32: raise ValueError(f"size {self.size} is too small (at least 32 px)")
+        if self.lr is not None and self.lr < 0: raise ValueError(f"lr {self.lr} must be positive (or 0: lr_find's suggestion)")
         if self.progressive is not None and not 32 <= self.progressive < self.size: raise ValueError(f"progressive {self.progressive} must be from 32 px to below size {self.size} (or 0: off)")
         if self.lesion_margin is not None and self.lesion_margin < 0: raise ValueError(f"lesion_margin must be >= 0, not {self.lesion_margin}")
         if not 0 <= self.meta_dropout < 1: raise ValueError(f"meta_dropout must be in [0, 1), not {self.meta_dropout}")
@@ -277,8 +280,8 @@ def run_record(r:Recipe, df:pd.DataFrame, plan:dict) -> dict:
 # %% ../nbs/08_train.ipynb #4493e9a6
 def record_differences(saved:dict, now:dict) -> list:
     "What differs between run records `saved` and `now`, one phrase per field ('epochs 6, now 8')."
-    defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}  # a field added since the run started had its default
-    fields = [(k, saved[part].get(k, defaults.get(k) if part == 'recipe' else None), v) for part in ('recipe', 'compute') for k, v in now[part].items()]
+    had = dict(recipe=dataclasses.asdict(Recipe(**saved['recipe'])), compute=saved['compute'])  # read as today: a field added since, or a default filled in since, has today's default
+    fields = [(k, had[part].get(k), v) for part in ('recipe', 'compute') for k, v in now[part].items()]
     diffs = [f"{k} {a}, now {b}" for k, a, b in fields if a != b]
     if saved.get('folds') != now.get('folds'): diffs.append(f"folds {saved.get('folds')}, now {now.get('folds')}")
     if saved['data'] != now['data']: diffs.append(f"another table or split ({saved['data']['rows']} rows, now {now['data']['rows']})")

@@ -23,6 +23,14 @@ def test_the_default_size_comes_with_its_progressive_resizing():
     assert (recipe_from(args(), base=old).size, recipe_from(args(), base=old).progressive) == (160, None)
     assert (recipe_from(args('--progressive', '96'), base=old).progressive) == 96
 
+def test_segmentation_trains_at_its_own_rate_and_lr_0_asks_lr_find():
+    "Segmentation's default learning rate is a fixed 1e-3 (chosen by cross-validation); --lr 0 runs lr_find instead; other tasks find theirs."
+    from lesion_analysis.cli import parser, recipe_from
+    args = lambda *o: parser(['train']).parse_args(['train', 'table.csv', '--out', 'm', *o])
+    got = [recipe_from(args(*o)).lr for o in ((), ('--lr', '3e-4'), ('--task', 'segmentation'), ('--task', 'segmentation', '--lr', '0'), ('--task', 'detection'))]
+    assert got == [None, 3e-4, 1e-3, 0, None]
+    assert "(default: lr_find's suggestion; 1e-3 for segmentation)" in ' '.join(cli_here('train', '--help').stdout.split())
+
 def test_train_writes_a_loadable_model_dir(syn, tmp_path):
     out = tmp_path/'model'
     r = cli('train', syn/'labels.csv', '--images', syn/'images', '--out', out, *TINY)
@@ -46,6 +54,7 @@ def test_train_writes_a_loadable_model_dir(syn, tmp_path):
 @pytest.mark.parametrize('args,message', [
     (['--arch', 'resnet_nonexistent'], "unknown timm architecture 'resnet_nonexistent'"),
     (['--schedule', 'cosine'], "unknown schedule 'cosine'"),
+    (['--lr', '-0.01'], "lr -0.01 must be positive (or 0: lr_find's suggestion)"),
 ])
 def test_train_bad_options(syn, tmp_path, args, message):
     r = cli_here('train', syn/'labels.csv', '--images', syn/'images', '--out', tmp_path/'m', *TINY, *args)
