@@ -2,8 +2,9 @@
 
 `segmentation`: each candidate recipe of `train --task segmentation` (the CLI's default, and the default with one lever
 changed; `lr_find`, lr_find's suggestion instead of the fixed 1e-3, was the default before this script chose it) is
-trained, fold by fold, on the same 5 lesion-grouped folds of the 814 shared image + mask pairs. Every image is scored
-once, by the fold model that did not train on it, at its original size against its ground-truth mask, with each mask
+trained, fold by fold, on the same 5 lesion-grouped folds of the 814 shared image + mask pairs, each fold model keeping
+its last epoch (the best epoch on the fold it is scored on would flatter it). Every image is scored once, by the fold
+model that did not train on it, at its original size against its ground-truth mask, with each mask
 TTA, raw and cleaned (`segment.clean_mask`: the largest region, holes filled). Per candidate, TTA and cleaning: the mean
 Jaccard with its lesion-bootstrap 95% interval, the share of images under 0.65 (the ISIC challenge's failures), the mean
 per source (HAM10000, ISIC 2017, PH2), and the paired difference from today's product (the default recipe, flips TTA,
@@ -81,20 +82,23 @@ def score_fold(model, valid:pd.DataFrame) -> list:
                      for c, m in ((False, mask), (True, clean_mask(mask)))]
     return rows
 
-def reused(scores:Path, r:Recipe) -> str:
-    "`scores`, the per-image CSV of a fold model already trained, when that model's recipe is `r` (a field its config predates counts as unset)."
-    had, unset = json.loads((scores.with_suffix('')/'config.json').read_text())['recipe'], {f.name: f.default for f in dataclasses.fields(Recipe)}
-    if diff := {k: (had.get(k, unset[k]), v) for k, v in dataclasses.asdict(r).items() if had.get(k, unset[k]) != v}:
+def reused(scores:Path, r:Recipe, kept_last:bool=False) -> str:
+    "`scores`, the per-image CSV of a fold model already trained, when that model's recipe is `r` (a field its config predates counts as unset) and, with `kept_last`, it kept its last epoch."
+    cfg, unset = json.loads((scores.with_suffix('')/'config.json').read_text()), {f.name: f.default for f in dataclasses.fields(Recipe)}
+    if diff := {k: (cfg['recipe'].get(k, unset[k]), v) for k, v in dataclasses.asdict(r).items() if cfg['recipe'].get(k, unset[k]) != v}:
         raise SystemExit(f"{scores}: its model was trained with another recipe ({diff}, as (then, now)); move {scores.parent} away to retrain it")
+    if kept_last and (kept := cfg['valid']['best_epoch']) != r.total_epochs - 1:
+        raise SystemExit(f"{scores}: its model kept epoch {kept}, chosen on the fold it is scored on, not its last ({r.total_epochs - 1}); move {scores.parent} away to retrain it")
     return str(scores)
 
 def run_seg_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None, scored_only:bool=False) -> str|None:
-    "Train candidate `name` on the other folds and score the images of `fold`; the per-image CSV below `root` (reused when it is already there; None if not and `scored_only`)."
+    "Train candidate `name` on the other folds (keeping its last epoch) and score the images of `fold`; the per-image CSV below `root` (reused when it is already there; None if not and `scored_only`)."
     out, r = root/'segmentation'/name/f'fold_{fold}', Recipe(task='segmentation', seed=seed, **overrides)
-    if (scores := out.with_suffix('.csv')).is_file(): return reused(scores, r)
+    if (scores := out.with_suffix('.csv')).is_file(): return reused(scores, r, kept_last=True)
     if scored_only: return None
     df, t0 = kfold_by_lesion(pairs_table(limit), k, seed), time.time()  # lesion-grouped, the same folds for every candidate
-    train(df.assign(is_valid=df.fold == fold), out, r, cache=root/'cache'/name/str(fold), force=True, precision='fp32')
+    train(df.assign(is_valid=df.fold == fold), out, r, cache=root/'cache'/name/str(fold), force=True, precision='fp32',
+          keep_best=False)  # its last epoch, as `train --folds` keeps: the best epoch on the fold it is scored on would flatter it
     minutes = (time.time() - t0) / 60
     rows = score_fold(out, df[df.fold == fold])
     write_csv(pd.DataFrame(rows).assign(candidate=name, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores)
