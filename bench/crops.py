@@ -1,8 +1,9 @@
 """Lesion-centred crops: classification with the frame crop against crops around the lesion that the segmentation model finds.
 
 Same recipe (tf_efficientnet_lite0, offline ImageNet weights), budget and lesion-grouped split (shared/data/lesions, UNK
-dropped, 15% validation by `split_group`) for both; the lesion boxes come from bench/results/models/segmenter (run
-bench/segment.py first), the largest predicted region (no mask TTA, for time) grown by --margin on each side.
+dropped, 15% validation by `split_group`) for both; the lesion boxes come from the segmentation model of the CLI's default
+recipe that bench/segment.py uses (fold 0 of bench/accuracy.py's `default` candidate: run either first), the largest
+predicted region (no mask TTA, for time) grown by --margin on each side.
 
     python bench/crops.py [--margin 0.2] [--size 160] [--epochs 4]
 """
@@ -12,6 +13,7 @@ from variants import train_variant
 from lesion_analysis.core import write_csv
 from lesion_analysis.datasets import read_table, split_by_lesion
 from lesion_analysis.segment import Segmenter
+from segment import SEGMENTER
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
@@ -21,7 +23,7 @@ def main():
     d = lesions()
     df = read_table(d/'labels.csv', images=d/'images')
     df = split_by_lesion(df[df.label != 'UNK'], valid_pct=0.15, seed=a.seed)
-    seg = Segmenter(RESULTS/'models'/'segmenter')
+    seg = Segmenter(SEGMENTER)
     t0 = time.time(); boxed = seg.lesion_boxes(df, tta='none'); box_minutes = round((time.time() - t0) / 60, 1)
     write_csv(boxed[['image', 'x0', 'y0', 'x1', 'y1', 'lesion_fraction', 'lesion_found']], RESULTS/'crops_boxes.csv')
     budget = dict(size=a.size, epochs=a.epochs, freeze_epochs=1, seed=a.seed)

@@ -1,58 +1,73 @@
-"""Lesion segmentation on real image and mask pairs: the U-Net with and without mask TTA, against Otsu on the blue channel.
+"""Lesion segmentation on real image and mask pairs, cross-validated: the default U-Net with each mask TTA against Otsu.
 
-Trains `lesion-analysis train --task segmentation` (tf_efficientnet_lite0 encoder from the offline ImageNet weights) on the
-814 pairs of shared/data/segmentation, split by `split_group` (15% validation), and scores every validation image at its
-original size against its ground-truth mask: mean Jaccard, Dice, and the per-image distribution (the ISIC challenge counted an
-image under 0.65 as a failure).
+Every one of the 814 pairs of shared/data/segmentation is scored once, at its original size against its ground-truth mask,
+by the fold model of bench/accuracy.py's `default` candidate (the CLI's default recipe) that did not train on it (5
+lesion-grouped folds; a fold not yet trained there is trained here), and by Otsu's threshold on the blue channel, the
+classical baseline. Per method: mean Jaccard with its lesion-bootstrap 95% interval, median, 10th percentile, minimum, Dice,
+failures under 0.65 (the ISIC challenge's), the mean per source, and the paired difference from Otsu on the same images;
+then milliseconds per image of each mask TTA with `segment`'s defaults (fold 0's model, on --timed of its held-out images,
+the image already decoded).
 
-    python bench/segment.py [--size 128] [--epochs 5]
+    python bench/segment.py [--timed 20]
 
-The model directory is kept in bench/results/models/segmenter (not committed): bench/crops.py uses it.
+bench/crops.py finds lesions with fold 0's model (trained on 4/5 of the pairs).
 """
 import argparse, time
 import numpy as np, pandas as pd
 from common import report, RESULTS
-from lesion_analysis.core import load_image, shared_data, write_csv
-from lesion_analysis.datasets import read_mask_pairs, split_by_lesion
-from lesion_analysis.train import Recipe, train
+from accuracy import OUT, pairs_table, run_seg_fold, mean_ci, recipe_default
+from lesion_analysis.core import load_image, write_csv
+from lesion_analysis.datasets import kfold_by_lesion, lesion_groups
 from lesion_analysis.metrics import mask_jaccard
 from lesion_analysis.segment import Segmenter, SEG_TTA, read_mask, otsu_blue
 
-MODEL = RESULTS/'models'/'segmenter'
+FOLDS, SEED = 5, 42  # bench/accuracy.py's folds
+SEGMENTER = OUT/'segmentation'/'default'/'fold_0'  # the model bench/crops.py uses
 
-def distribution(j) -> dict:
-    "Summary of per-image Jaccard indices."
+def distribution(j, groups) -> dict:
+    "Summary of per-image Jaccard indices `j` of lesions `groups`."
     j = np.asarray(j)
-    return dict(mean=round(float(j.mean()), 4), median=round(float(np.median(j)), 4), p10=round(float(np.quantile(j, .1)), 4),
+    return dict(jaccard=mean_ci(j, groups), median=round(float(np.median(j)), 4), p10=round(float(np.quantile(j, .1)), 4),
                 min=round(float(j.min()), 4), failures_under_065=int((j < 0.65).sum()), failure_rate=round(float((j < 0.65).mean()), 4),
                 dice=round(float((2 * j / (1 + j)).mean()), 4))
 
+def otsu_scores(pairs:pd.DataFrame) -> pd.Series:
+    "Jaccard of Otsu's threshold on the blue channel for each image of `pairs`, by image path."
+    def score(img_path, mask_path):
+        img = load_image(img_path)
+        return mask_jaccard(otsu_blue(img), read_mask(mask_path, img.shape))
+    return pd.Series([score(i, m) for i, m in zip(pairs.image, pairs['mask'])], index=pairs.image)
+
+def unet_scores() -> tuple:
+    "Held-out Jaccard of the default recipe's fold models for each image (rows) and mask TTA (columns), raw masks, and each fold model's training minutes; folds not yet scored are trained."
+    s = pd.concat([pd.read_csv(run_seg_fold(OUT, 'default', {}, f, FOLDS, SEED, None)) for f in range(FOLDS)], ignore_index=True)
+    return s[~s.clean].pivot(index='image', columns='tta', values='jaccard')[list(SEG_TTA)], s.groupby('fold').train_minutes.first().tolist()
+
+def ms_per_image(pairs:pd.DataFrame, n:int) -> dict:
+    "Median milliseconds of `Segmenter.predict` per decoded image with each mask TTA, on the first `n` images fold 0 held out; how it computed."
+    seg, imgs = Segmenter(SEGMENTER), [load_image(i) for i in pairs[pairs.fold == 0].image[:n]]
+    seg.predict(imgs[:1])  # warm-up
+    def ms(tta):
+        t = []
+        for img in imgs: t0 = time.perf_counter(); seg.predict([img], tta); t.append((time.perf_counter() - t0) * 1000)
+        return round(float(np.median(t)), 1)
+    return dict(images=len(imgs), plan=seg.plan, **{tta: ms(tta) for tta in SEG_TTA})
+
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument('--size', type=int, default=128); p.add_argument('--epochs', type=int, default=5)
-    p.add_argument('--bs', type=int, default=16); p.add_argument('--seed', type=int, default=42)
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--timed', type=int, default=20, help='images timed with each TTA')
     a = p.parse_args()
-    pairs = split_by_lesion(read_mask_pairs(shared_data('segmentation')/'pairs.csv'), valid_pct=0.15, seed=a.seed)
-    t0 = time.time()
-    _, cfg = train(pairs, MODEL, Recipe(task='segmentation', size=a.size, bs=a.bs, epochs=a.epochs, seed=a.seed),
-                             cache=RESULTS/'cache', force=True)
-    train_minutes = round((time.time() - t0) / 60, 1)
-    seg, va = Segmenter(MODEL), pairs[pairs.is_valid].reset_index(drop=True)
-    rows = []
-    for img_path, mask_path, dataset in zip(va.image, va['mask'], va.dataset):
-        img = load_image(img_path); truth = read_mask(mask_path, img.shape)
-        row = dict(image=img_path, dataset=dataset, otsu_blue=mask_jaccard(otsu_blue(img), truth))
-        for tta in SEG_TTA:
-            t1 = time.perf_counter(); prob = seg.predict([img], tta)[0]
-            row[tta], row[f'{tta}_ms'] = mask_jaccard(prob > 0.5, truth), (time.perf_counter() - t1) * 1000
-        rows.append(row)
-    res = pd.DataFrame(rows); write_csv(res, RESULTS/'segment_per_image.csv')
+    pairs = kfold_by_lesion(pairs_table(), FOLDS, SEED)
+    (unet, minutes), t0 = unet_scores(), time.time()
+    res = pairs.set_index('image')[['dataset']].assign(group=lesion_groups(pairs).to_numpy(), otsu_blue=otsu_scores(pairs)).join(unet)
+    otsu_seconds = round(time.time() - t0, 1)
+    write_csv(res.reset_index(), RESULTS/'segment_per_image.csv')
     methods = ['otsu_blue', *SEG_TTA]
-    figures = dict(n_train=int((~pairs.is_valid).sum()), n_valid=len(va), size=a.size, epochs=f'1 frozen + {a.epochs}',
-                   train_minutes=train_minutes, training_valid=cfg['valid'],
-                   jaccard={m: distribution(res[m]) for m in methods},
+    figures = dict(pairs=len(res), folds=FOLDS, seed=SEED, recipe_default=recipe_default('segmentation'), train_minutes_per_fold=minutes,
+                   otsu_seconds=otsu_seconds, methods={m: distribution(res[m], res.group) for m in methods},
+                   vs_otsu={m: mean_ci((res[m] - res.otsu_blue).to_numpy(), res.group) for m in SEG_TTA},
                    by_dataset={d: {m: round(float(g[m].mean()), 4) for m in methods} for d, g in res.groupby('dataset')},
-                   ms_per_image={t: round(float(res[f'{t}_ms'].median()), 1) for t in SEG_TTA})
+                   ms_per_image=ms_per_image(pairs, a.timed))
     report('segment', figures)
 
 if __name__ == '__main__': main()
