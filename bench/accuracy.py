@@ -4,11 +4,11 @@
 changed; `lr_find`, lr_find's suggestion instead of the fixed 1e-3, was the default before this script chose it) is
 trained, fold by fold, on the same 5 lesion-grouped folds of the 814 shared image + mask pairs, each fold model keeping
 its last epoch (the best epoch on the fold it is scored on would flatter it). Every image is scored once, by the fold
-model that did not train on it, at its original size against its ground-truth mask, with each mask
-TTA, raw and cleaned (`segment.clean_mask`: the largest region, holes filled). Per candidate, TTA and cleaning: the mean
-Jaccard with its lesion-bootstrap 95% interval, the share of images under 0.65 (the ISIC challenge's failures), the mean
-per source (HAM10000, ISIC 2017, PH2), and the paired difference from today's product (the default recipe, flips TTA,
-raw) with its interval; per candidate, the training minutes of all folds on the machine it ran on.
+model that did not train on it, at its original size against its ground-truth mask, with each mask TTA, raw and cleaned
+(`segment.clean_mask`: the largest region, holes filled). Per candidate, TTA and cleaning: the mean Jaccard with its
+lesion-bootstrap 95% interval, the share of images under 0.65 (the ISIC challenge's failures), the mean per source
+(HAM10000, ISIC 2017, PH2), and the paired difference from today's product (the default recipe, flips TTA, raw) with its
+interval; per candidate, the training minutes of all folds on the machine it ran on.
 
 Candidates run side by side with `--jobs N`, each process pinned to its share of the cores (its DataLoader workers and
 torch threads follow); on a GPU they share it. Fold models and per-image scores stay in
