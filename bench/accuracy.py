@@ -88,7 +88,7 @@ def reused(scores:Path, r:Recipe, kept_last:bool=False) -> str:
     if diff := {k: (cfg['recipe'].get(k, unset[k]), v) for k, v in dataclasses.asdict(r).items() if cfg['recipe'].get(k, unset[k]) != v}:
         raise SystemExit(f"{scores}: its model was trained with another recipe ({diff}, as (then, now)); move {scores.parent} away to retrain it")
     if kept_last and (kept := cfg['valid']['best_epoch']) != r.total_epochs - 1:
-        raise SystemExit(f"{scores}: its model kept epoch {kept}, chosen on the fold it is scored on, not its last ({r.total_epochs - 1}); move {scores.parent} away to retrain it")
+        raise SystemExit(f"{scores}: its model kept epoch {kept}, chosen on the fold it is scored on, not its last ({r.total_epochs - 1}); move {scores} and {scores.with_suffix('')} away to retrain that fold")
     return str(scores)
 
 def run_seg_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None, scored_only:bool=False) -> str|None:
