@@ -11,9 +11,10 @@ lesion-bootstrap 95% interval, the share of images under 0.65 (the ISIC challeng
 interval; per candidate, the training minutes of all folds on the machine it ran on.
 
 Candidates run side by side with `--jobs N`, each process pinned to its share of the cores (its DataLoader workers and
-torch threads follow); on a GPU they share it. Fold models and per-image scores stay in
-bench/results/models/accuracy/ (not committed); a fold whose per-image scores are there is not retrained, and `--no-train`
-summarises the folds scored so far (pairs compared on the images both scored).
+torch threads follow); on a GPU they share it. Fold models stay in bench/results/models/accuracy/ (not committed); each
+fold's per-image scores, with the recipe and epoch its model kept, go to bench/results/accuracy/ (committed, so that a
+measurement longer than a session goes on where it stopped, on any machine). A fold already scored there is not retrained,
+and `--no-train` summarises the folds scored so far (pairs compared on the images both scored).
 
     python bench/accuracy.py segmentation [--candidates default,size224,...] [--folds 5] [--seed 42] [--jobs 1]
 
@@ -35,14 +36,15 @@ from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
 import numpy as np, pandas as pd, torch
 from common import lesions, report, RESULTS
-from lesion_analysis.core import share_cores, shared_data, load_image, write_csv
+from lesion_analysis.core import share_cores, shared_data, load_image, write_csv, atomic_write
 from lesion_analysis.datasets import read_mask_pairs, read_table, kfold_by_lesion, lesion_groups
 from lesion_analysis.metrics import grouped_bootstrap, mask_jaccard, balanced_accuracy, macro_auc
 from lesion_analysis.infer import Classifier, predict
 from lesion_analysis.train import Recipe, train, option_type
 from lesion_analysis.segment import Segmenter, SEG_TTA, read_mask, clean_mask
 
-OUT = RESULTS/'models'/'accuracy'
+OUT = RESULTS/'models'/'accuracy'  # fold models
+SCORES = RESULTS/'accuracy'  # each fold's per-image scores and what its model was
 SEG_CANDIDATES = {'default': {}, 'lr_find': dict(lr=0), 'lr3e-3': dict(lr=3e-3),  # default lr 1e-3, chosen here; lr_find's valley was the default before
                   'size224': dict(size=224), 'size288': dict(size=288), 'epochs12': dict(epochs=12),
                   'lite1': dict(arch='tf_efficientnet_lite1'), 'lite2': dict(arch='tf_efficientnet_lite2'),
@@ -82,26 +84,47 @@ def score_fold(model, valid:pd.DataFrame) -> list:
                      for c, m in ((False, mask), (True, clean_mask(mask)))]
     return rows
 
-def reused(scores:Path, r:Recipe, kept_last:bool=False) -> str:
-    "`scores`, the per-image CSV of a fold model already trained, when that model's recipe is `r` (a field its config predates counts as unset) and, with `kept_last`, it kept its last epoch."
-    cfg, unset = json.loads((scores.with_suffix('')/'config.json').read_text()), {f.name: f.default for f in dataclasses.fields(Recipe)}
+def fold_files(root:Path, *parts) -> tuple:
+    "The model directory, per-image scores and model record of the fold `root/parts...`: a measurement's scores in `SCORES`, a quick check's beside its models."
+    model, scores = root.joinpath(*parts), (SCORES if root == OUT else root/'scores').joinpath(*parts)
+    return model, scores.with_suffix('.csv.gz'), scores.with_suffix('.json')
+
+def write_scores(rows:pd.DataFrame, scores:Path, model:Path):
+    "Write a fold's per-image `rows` (image paths relative to the shared data) to `scores`, then its `model`'s recipe and kept epoch beside them."
+    data = shared_data()
+    write_csv(rows.assign(image=[os.path.relpath(i, data) for i in rows.image]), scores, float_format='%.5g')
+    cfg = json.loads((model/'config.json').read_text())
+    with atomic_write(scores.with_name(scores.name.replace('.csv.gz', '.json'))) as tmp:
+        tmp.write_text(json.dumps(dict(model=str(model.relative_to(RESULTS)), recipe=cfg['recipe'], kept_epoch=cfg['valid']['best_epoch']), indent=1))
+
+def read_scores(files) -> pd.DataFrame:
+    "The per-image scores of `files` (None: a fold not scored), image paths absolute again."
+    data = shared_data()
+    s = pd.concat([pd.read_csv(f, dtype={'image': str}) for f in files if f], ignore_index=True)
+    return s.assign(image=[str(data/i) for i in s.image])
+
+def reused(scores:Path, record:Path, r:Recipe, kept_last:bool=False) -> str:
+    "`scores`, the per-image scores of a fold model already trained, when its `record` says its recipe is `r` (a field the record predates counts as unset) and, with `kept_last`, that it kept its last epoch."
+    cfg, unset = json.loads(record.read_text()), {f.name: f.default for f in dataclasses.fields(Recipe)}
     if diff := {k: (cfg['recipe'].get(k, unset[k]), v) for k, v in dataclasses.asdict(r).items() if cfg['recipe'].get(k, unset[k]) != v}:
         raise SystemExit(f"{scores}: its model was trained with another recipe ({diff}, as (then, now)); move {scores.parent} away to retrain it")
-    if kept_last and (kept := cfg['valid']['best_epoch']) != r.total_epochs - 1:
-        raise SystemExit(f"{scores}: its model kept epoch {kept}, chosen on the fold it is scored on, not its last ({r.total_epochs - 1}); move {scores} and {scores.with_suffix('')} away to retrain that fold")
+    if kept_last and (kept := cfg['kept_epoch']) != r.total_epochs - 1:
+        raise SystemExit(f"{scores}: its model kept epoch {kept}, chosen on the fold it is scored on, not its last ({r.total_epochs - 1}); move {scores} and {record} away to retrain that fold")
     return str(scores)
 
-def run_seg_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None, scored_only:bool=False) -> str|None:
-    "Train candidate `name` on the other folds (keeping its last epoch) and score the images of `fold`; the per-image CSV below `root` (reused when it is already there; None if not and `scored_only`)."
-    out, r = root/'segmentation'/name/f'fold_{fold}', Recipe(task='segmentation', seed=seed, **overrides)
-    if (scores := out.with_suffix('.csv')).is_file(): return reused(scores, r, kept_last=True)
+def run_seg_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None, scored_only:bool=False, with_model:bool=False) -> str|None:
+    "Train candidate `name` with models below `root` on the other folds (keeping its last epoch) and score the images of `fold`; the per-image scores (reused when they are already there, unless `with_model` and the model is not: scored on another machine; None if not there and `scored_only`)."
+    (out, scores, record), r = fold_files(root, 'segmentation', name, f'fold_{fold}'), Recipe(task='segmentation', seed=seed, **overrides)
+    if scores.is_file():
+        reuse = reused(scores, record, r, kept_last=True)
+        if not with_model or (out/'config.json').is_file(): return reuse
     if scored_only: return None
     df, t0 = kfold_by_lesion(pairs_table(limit), k, seed), time.time()  # lesion-grouped, the same folds for every candidate
     train(df.assign(is_valid=df.fold == fold), out, r, cache=root/'cache'/name/str(fold), force=True, precision='fp32',
           keep_best=False)  # its last epoch, as `train --folds` keeps: the best epoch on the fold it is scored on would flatter it
     minutes = (time.time() - t0) / 60
     rows = score_fold(out, df[df.fold == fold])
-    write_csv(pd.DataFrame(rows).assign(candidate=name, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores)
+    write_scores(pd.DataFrame(rows).assign(candidate=name, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores, out)
     print(f'{name} fold {fold}: trained in {minutes:.1f} min', flush=True)
     return str(scores)
 
@@ -146,15 +169,15 @@ def score_classifier(model, test:pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).merge(test[['image', 'label']].assign(group=lesion_groups(test).to_numpy()), on='image')
 
 def run_cls_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int, limit:int|None, scored_only:bool=False) -> str|None:
-    "Train candidate `name` on the folds other than `fold` of `seed`'s folds (its best epoch chosen on 15% of them) and score fold `fold`; the per-image CSV below `root` (as `run_seg_fold`)."
-    out, r = root/'classification'/name/f'seed_{seed}'/f'fold_{fold}', Recipe(seed=seed, **overrides)
-    if (scores := out.with_suffix('.csv')).is_file(): return reused(scores, r)
+    "Train candidate `name` on the folds other than `fold` of `seed`'s folds (its best epoch chosen on 15% of them) and score fold `fold`; the per-image scores (as `run_seg_fold`)."
+    (out, scores, record), r = fold_files(root, 'classification', name, f'seed_{seed}', f'fold_{fold}'), Recipe(seed=seed, **overrides)
+    if scores.is_file(): return reused(scores, record, r)
     if scored_only: return None
     df, t0 = kfold_by_lesion(lesions_table(limit), k, seed), time.time()
     train(df[df.fold != fold].drop(columns='fold'), out, r, cache=root/'cache'/'classification', force=True, precision='fp32')
     minutes = (time.time() - t0) / 60
     rows = score_classifier(out, df[df.fold == fold])
-    write_csv(rows.assign(candidate=name, seed=seed, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores)
+    write_scores(rows.assign(candidate=name, seed=seed, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores, out)
     print(f'{name} seed {seed} fold {fold}: trained in {minutes:.1f} min', flush=True)
     return str(scores)
 
@@ -208,7 +231,7 @@ def classification(a):
     base = parse_base(a.base)
     jobs = [(root(a), n, {**base, **CLS_CANDIDATES[n]}, f, a.folds, s, a.limit, a.no_train) for s in seeds for f in range(a.folds) for n in names]
     files = run_jobs(run_cls_fold, jobs, 1 if a.no_train else a.jobs)
-    scores = pd.concat([pd.read_csv(f, dtype={'image': str}) for f in files if f], ignore_index=True)
+    scores = read_scores(files)
     summary = cls_summary(scores)
     report(results_name('accuracy_classification', a), dict(images=int(scores.image.nunique()), folds=a.folds, seeds=seeds, base=base, candidates={n: CLS_CANDIDATES[n] for n in names},
                                            recipe_default=recipe_default('classification'),
@@ -240,7 +263,7 @@ def segmentation(a):
     base = parse_base(a.base)
     jobs = [(root(a), n, {**base, **SEG_CANDIDATES[n]}, f, a.folds, a.seed, a.limit, a.no_train) for f in range(a.folds) for n in names]  # fold by fold
     files = run_jobs(run_seg_fold, jobs, 1 if a.no_train else a.jobs)
-    scores = pd.concat([pd.read_csv(f) for f in files if f], ignore_index=True)
+    scores = read_scores(files)
     summary = summarise(scores)
     report(results_name('accuracy_segmentation', a), dict(pairs=int(scores.image.nunique()), folds=a.folds, seed=a.seed, base=base, candidates={n: SEG_CANDIDATES[n] for n in names},
                                          recipe_default=recipe_default('segmentation'),

@@ -2,7 +2,7 @@
 
 Same recipe (tf_efficientnet_lite0, offline ImageNet weights), budget and lesion-grouped split (shared/data/lesions, UNK
 dropped, 15% validation by `split_group`) for both; the lesion boxes come from the segmentation model of the CLI's default
-recipe that bench/segment.py uses (fold 0 of bench/accuracy.py's `default` candidate: run either first), the largest
+recipe that bench/segment.py uses (fold 0 of bench/accuracy.py's `default` candidate: run segment.py first), the largest
 predicted region (no mask TTA, for time) grown by --margin on each side.
 
     python bench/crops.py [--margin 0.2] [--size 160] [--epochs 4]
@@ -23,6 +23,7 @@ def main():
     d = lesions()
     df = read_table(d/'labels.csv', images=d/'images')
     df = split_by_lesion(df[df.label != 'UNK'], valid_pct=0.15, seed=a.seed)
+    if not (SEGMENTER/'config.json').is_file(): raise SystemExit(f"{SEGMENTER}: no segmentation model here; python bench/segment.py trains it")
     seg = Segmenter(SEGMENTER)
     t0 = time.time(); boxed = seg.lesion_boxes(df, tta='none'); box_minutes = round((time.time() - t0) / 60, 1)
     write_csv(boxed[['image', 'x0', 'y0', 'x1', 'y1', 'lesion_fraction', 'lesion_found']], RESULTS/'crops_boxes.csv')

@@ -2,7 +2,7 @@
 
 Every one of the 814 pairs of shared/data/segmentation is scored once, at its original size against its ground-truth mask,
 by the fold model of bench/accuracy.py's `default` candidate (the CLI's default recipe) that did not train on it (5
-lesion-grouped folds; a fold not yet trained there is trained here), and by Otsu's threshold on the blue channel, the
+lesion-grouped folds; a fold not yet trained there is trained here, and fold 0's model when only its scores are here), and by Otsu's threshold on the blue channel, the
 classical baseline. Per method: mean Jaccard with its lesion-bootstrap 95% interval, median, 10th percentile, minimum, Dice,
 failures under 0.65 (the ISIC challenge's), the mean per source, and the paired difference from Otsu on the same images;
 then milliseconds per image of each mask TTA with `segment`'s defaults (fold 0's model, on --timed of its held-out images,
@@ -15,7 +15,7 @@ bench/crops.py finds lesions with fold 0's model (trained on 4/5 of the pairs).
 import argparse, time
 import numpy as np, pandas as pd
 from common import report, RESULTS
-from accuracy import OUT, pairs_table, run_seg_fold, mean_ci, recipe_default
+from accuracy import OUT, pairs_table, run_seg_fold, read_scores, mean_ci, recipe_default
 from lesion_analysis.core import load_image, write_csv
 from lesion_analysis.datasets import kfold_by_lesion, lesion_groups
 from lesion_analysis.metrics import mask_jaccard
@@ -39,8 +39,8 @@ def otsu_scores(pairs:pd.DataFrame) -> pd.Series:
     return pd.Series([score(i, m) for i, m in zip(pairs.image, pairs['mask'])], index=pairs.image)
 
 def unet_scores() -> tuple:
-    "Held-out Jaccard of the default recipe's fold models for each image (rows) and mask TTA (columns), raw masks, and each fold model's training minutes; folds not yet scored are trained."
-    s = pd.concat([pd.read_csv(run_seg_fold(OUT, 'default', {}, f, FOLDS, SEED, None)) for f in range(FOLDS)], ignore_index=True)
+    "Held-out Jaccard of the default recipe's fold models for each image (rows) and mask TTA (columns), raw masks, and each fold model's training minutes; folds not yet scored are trained, and fold 0's model if it is not here (timed, and bench/crops.py's)."
+    s = read_scores([run_seg_fold(OUT, 'default', {}, f, FOLDS, SEED, None, with_model=f == 0) for f in range(FOLDS)])
     return s[~s.clean].pivot(index='image', columns='tta', values='jaccard')[list(SEG_TTA)], s.groupby('fold').train_minutes.first().tolist()
 
 def ms_per_image(pairs:pd.DataFrame, n:int) -> dict:
