@@ -89,12 +89,12 @@ def fold_files(root:Path, *parts) -> tuple:
     model, scores = root.joinpath(*parts), (SCORES if root == OUT else root/'scores').joinpath(*parts)
     return model, scores.with_suffix('.csv.gz'), scores.with_suffix('.json')
 
-def write_scores(rows:pd.DataFrame, scores:Path, model:Path):
-    "Write a fold's per-image `rows` (image paths relative to the shared data) to `scores`, then its `model`'s recipe and kept epoch beside them."
+def write_scores(rows:pd.DataFrame, scores:Path, record:Path, model:Path):
+    "Write a fold's per-image `rows` (image paths relative to the shared data) to `scores`, then its `model`'s recipe and kept epoch to `record`."
     data = shared_data()
     write_csv(rows.assign(image=[os.path.relpath(i, data) for i in rows.image]), scores, float_format='%.5g')
     cfg = json.loads((model/'config.json').read_text())
-    with atomic_write(scores.with_name(scores.name.replace('.csv.gz', '.json'))) as tmp:
+    with atomic_write(record) as tmp:
         tmp.write_text(json.dumps(dict(model=str(model.relative_to(RESULTS)), recipe=cfg['recipe'], kept_epoch=cfg['valid']['best_epoch']), indent=1))
 
 def read_scores(files) -> pd.DataFrame:
@@ -124,7 +124,7 @@ def run_seg_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int,
           keep_best=False)  # its last epoch, as `train --folds` keeps: the best epoch on the fold it is scored on would flatter it
     minutes = (time.time() - t0) / 60
     rows = score_fold(out, df[df.fold == fold])
-    write_scores(pd.DataFrame(rows).assign(candidate=name, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores, out)
+    write_scores(pd.DataFrame(rows).assign(candidate=name, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores, record, out)
     print(f'{name} fold {fold}: trained in {minutes:.1f} min', flush=True)
     return str(scores)
 
@@ -177,7 +177,7 @@ def run_cls_fold(root:Path, name:str, overrides:dict, fold:int, k:int, seed:int,
     train(df[df.fold != fold].drop(columns='fold'), out, r, cache=root/'cache'/'classification', force=True, precision='fp32')
     minutes = (time.time() - t0) / 60
     rows = score_classifier(out, df[df.fold == fold])
-    write_scores(rows.assign(candidate=name, seed=seed, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores, out)
+    write_scores(rows.assign(candidate=name, seed=seed, fold=fold, train_minutes=round(minutes, 2), device='cuda' if torch.cuda.is_available() else 'cpu'), scores, record, out)
     print(f'{name} seed {seed} fold {fold}: trained in {minutes:.1f} min', flush=True)
     return str(scores)
 
