@@ -1,12 +1,12 @@
 """Lesion segmentation on real image and mask pairs, cross-validated: the default U-Net with each mask TTA against Otsu.
 
-Every one of the 814 pairs of shared/data/segmentation is scored once, at its original size against its ground-truth mask,
-by the fold model of bench/accuracy.py's `default` candidate (the CLI's default recipe) that did not train on it (5
-lesion-grouped folds; a fold not yet trained there is trained here, and fold 0's model when only its scores are here), and by Otsu's threshold on the blue channel, the
-classical baseline. Per method: mean Jaccard with its lesion-bootstrap 95% interval, median, 10th percentile, minimum, Dice,
-failures under 0.65 (the ISIC challenge's), the mean per source, and the paired difference from Otsu on the same images;
-then milliseconds per image of each mask TTA with `segment`'s defaults (fold 0's model, on --timed of its held-out images,
-the image already decoded).
+Every one of the 814 pairs of shared/data/segmentation is scored once, at its original size against its ground-truth
+mask, by the fold model of bench/accuracy.py's `default` candidate (the CLI's default recipe) that did not train on it
+(5 lesion-grouped folds; a fold not yet scored there is trained here, and fold 0's model when only its scores are here),
+and by Otsu's threshold on the blue channel, the classical baseline. Per method: mean Jaccard with its lesion-bootstrap
+95% interval, median, 10th percentile, minimum, Dice, failures under 0.65 (the ISIC challenge's), the mean per source,
+and the paired difference from Otsu on the same images; then milliseconds per image of each mask TTA with `segment`'s
+defaults (fold 0's model, on --timed of its held-out images, the image already decoded).
 
     python bench/segment.py [--timed 20]
 
