@@ -38,14 +38,16 @@ class Task:
     resizes:bool = False         # whether it offers progressive resizing (`Recipe.progressive`)
     size:int = 160               # its default input size (pixels)
     progressive:int|None = None  # its default progressive resizing, with the default size
+    epochs:int = 6               # its default unfrozen one-cycle epochs
     lr:float|None = None         # its default learning rate (None: lr_find's suggestion)
     checks_precision:bool = True  # whether `precision_check` compares its outputs in reduced precision (outputs that are probabilities)
     def __init__(self, recipe): self.r = recipe
 
     @classmethod
     def check_recipe(cls, r):
-        "Fill in `r`'s defaults (size, progressive resizing, learning rate, loss) and refuse a recipe this task cannot run."
+        "Fill in `r`'s defaults (size, progressive resizing, epochs, learning rate, loss) and refuse a recipe this task cannot run."
         if r.size is None: r.size, r.progressive = cls.size, cls.progressive if r.progressive is None else r.progressive
+        if r.epochs is None: r.epochs = cls.epochs
         if r.lr is None: r.lr = cls.lr
         r.progressive, r.loss = r.progressive or None, r.loss or cls.losses[0]
         if r.loss not in cls.losses: raise ValueError(f"unknown loss {r.loss!r} for {cls.name}; choose from {cls.losses}")
@@ -108,7 +110,7 @@ class Recipe:
     arch: str = option('tf_efficientnet_lite0', 'timm architecture')
     pretrained: str = option('auto', 'weights: auto, hub, lite, a file, or none')
     init: str|None = option(None, 'start from this trained model directory instead of pretrained weights: its body, and its head when the classes match')
-    size: int|None = option(None, 'input size (pixels)', shown='224 for classification and binary, 160 for segmentation and detection')
+    size: int|None = option(None, 'input size (pixels)', shown='224 for classification, binary and segmentation, 160 for detection')
     progressive: int|None = option(None, 'progressive resizing: train at this smaller size (pixels) while the body is frozen and for the first half of the unfrozen epochs, '
                                    'then at size; classification; 0: off', shown='160 with the default size of classification and binary, else off')
     bs: int = option(32, 'batch size (the global batch: a run on several processes splits it among them)')
@@ -123,7 +125,7 @@ class Recipe:
     mix: str|None = option(None, "mix pairs of training images: mixup (fastai's MixUp) or cutmix (CutMix); classification without metadata")
     lr: float|None = option(None, "learning rate; 0: lr_find's suggestion", shown="lr_find's suggestion; 1e-3 for segmentation")
     freeze_epochs: int = option(1, 'epochs with the body frozen')
-    epochs: int = option(6, 'unfrozen one-cycle epochs')
+    epochs: int|None = option(None, 'unfrozen one-cycle epochs', shown='6; 12 for segmentation')
     schedule: str = option('one_cycle', 'one_cycle or sgdr')
     cycles: int = option(3, 'SGDR cycles')
     cycle_len: int = option(1, 'epochs of the first SGDR cycle')

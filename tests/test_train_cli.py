@@ -18,18 +18,19 @@ def test_the_default_size_comes_with_its_progressive_resizing():
     from lesion_analysis.train import Recipe
     args = lambda *o: parser(['train']).parse_args(['train', 'table.csv', '--out', 'm', *o])
     got = [recipe_from(args(*o)) for o in ((), ('--size', '160'), ('--progressive', '0'), ('--progressive', '192'), ('--task', 'segmentation'))]
-    assert [(r.size, r.progressive) for r in got] == [(224, 160), (160, None), (224, None), (224, 192), (160, None)]
+    assert [(r.size, r.progressive) for r in got] == [(224, 160), (160, None), (224, None), (224, 192), (224, None)]
     old = {k: v for k, v in dataclasses.asdict(Recipe(size=160)).items() if k != 'progressive'}  # a run recorded before progressive resizing
     assert (recipe_from(args(), base=old).size, recipe_from(args(), base=old).progressive) == (160, None)
     assert (recipe_from(args('--progressive', '96'), base=old).progressive) == 96
 
-def test_segmentation_trains_at_its_own_rate_and_lr_0_asks_lr_find():
-    "Segmentation's default learning rate is a fixed 1e-3 (chosen by cross-validation); --lr 0 runs lr_find instead; other tasks find theirs."
+def test_segmentation_trains_at_its_own_rate_and_epochs_and_lr_0_asks_lr_find():
+    "Segmentation's default learning rate (a fixed 1e-3) and epochs (12) were chosen by cross-validation; --lr 0 runs lr_find instead; other tasks find theirs."
     from lesion_analysis.cli import parser, recipe_from
     args = lambda *o: parser(['train']).parse_args(['train', 'table.csv', '--out', 'm', *o])
-    got = [recipe_from(args(*o)).lr for o in ((), ('--lr', '3e-4'), ('--task', 'segmentation'), ('--task', 'segmentation', '--lr', '0'), ('--task', 'detection'))]
-    assert got == [None, 3e-4, 1e-3, 0, None]
-    assert "(default: lr_find's suggestion; 1e-3 for segmentation)" in ' '.join(cli_here('train', '--help').stdout.split())
+    got = [recipe_from(args(*o)) for o in ((), ('--lr', '3e-4'), ('--task', 'segmentation'), ('--task', 'segmentation', '--lr', '0', '--epochs', '4'), ('--task', 'detection'))]
+    assert [(r.lr, r.epochs) for r in got] == [(None, 6), (3e-4, 6), (1e-3, 12), (0, 4), (None, 6)]
+    help = ' '.join(cli_here('train', '--help').stdout.split())
+    assert "(default: lr_find's suggestion; 1e-3 for segmentation)" in help and "(default: 6; 12 for segmentation)" in help
 
 def test_train_writes_a_loadable_model_dir(syn, tmp_path):
     out = tmp_path/'model'
