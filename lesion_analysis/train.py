@@ -148,6 +148,7 @@ class Recipe:
         task_for(self.task).check_recipe(self)
         if self.size < 32: raise ValueError(f"size {self.size} is too small (at least 32 px)")
         if self.lr is not None and self.lr < 0: raise ValueError(f"lr {self.lr} must be positive (or 0: lr_find's suggestion)")
+        if min(self.epochs, self.freeze_epochs) < 0 or not self.total_epochs: raise ValueError(f"epochs {self.epochs} and freeze_epochs {self.freeze_epochs} must be >= 0, and not both 0")
         if self.progressive is not None and not 32 <= self.progressive < self.size: raise ValueError(f"progressive {self.progressive} must be from 32 px to below size {self.size} (or 0: off)")
         if self.lesion_margin is not None and self.lesion_margin < 0: raise ValueError(f"lesion_margin must be >= 0, not {self.lesion_margin}")
         if not 0 <= self.meta_dropout < 1: raise ValueError(f"meta_dropout must be in [0, 1), not {self.meta_dropout}")
