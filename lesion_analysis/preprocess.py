@@ -19,7 +19,7 @@ from .datasets import read_inputs
 __all__ = ['COLOUR_NORMS', 'CROP_VERSION', 'BOX_COLUMNS', 'dark_mask', 'frame_mask', 'frame_crop_box', 'crop_border',
            'crop_caption', 'resize_keep_aspect', 'mask_bbox', 'expand_box', 'gamma_correct', 'shades_of_gray',
            'jpeg_roundtrip', 'Preprocessor', 'cache_name', 'run_jobs', 'process_pool', 'batch_executor', 'job_parts',
-           'lesion_box_sources', 'preprocess', 'with_lesion_boxes', 'preprocess_inputs']
+           'lesion_boxes', 'lesion_box_sources', 'lesion_key', 'preprocess', 'with_lesion_boxes', 'preprocess_inputs']
 
 # %% ../nbs/03_preprocess.ipynb #60e48c34
 def dark_mask(img:np.ndarray, thresh:int=30, rel:float=0.4) -> np.ndarray:
@@ -174,10 +174,9 @@ class Preprocessor:
             return dict(source_image=str(src), reason=str(e))
 
 # %% ../nbs/03_preprocess.ipynb #e6153b73
-def cache_name(src, *more, suffix:str='.jpg') -> str:
-    "A cache file name unique to the source path (and to the paths `more` the entry is also made from)."
-    key = '|'.join(str(Path(p).resolve()) for p in (src, *more))
-    return f'{Path(src).stem}_{hashlib.md5(key.encode()).hexdigest()[:8]}{suffix}'
+def cache_name(src, key:str='', suffix:str='.jpg') -> str:
+    "A cache file name unique to the source path and to `key`: what else the entry is made from (a mask's path, a lesion box)."
+    return f"{Path(src).stem}_{hashlib.md5((str(Path(src).resolve()) + (f'|{key}' if key else '')).encode()).hexdigest()[:8]}{suffix}"
 
 # %% ../nbs/03_preprocess.ipynb #f0735146
 def run_jobs(jobs:list) -> list:
@@ -209,39 +208,48 @@ def job_parts(jobs:list, n_workers:int, chunk:int=256) -> list:
 # %% ../nbs/03_preprocess.ipynb #9f431b39
 BOX_COLUMNS = ['crop_x0', 'crop_y0', 'crop_x1', 'crop_y1', 'orig_width', 'orig_height']
 
-def lesion_box_sources(df:pd.DataFrame, images=None, masks=None) -> dict:
-    "Source path to lesion box (from x0, y0, x1, y1 columns) or mask path (from a `mask` column, relative to `masks`)."
-    src = [str(Path(images)/p) if images else str(p) for p in df.image]
-    if {'x0', 'y0', 'x1', 'y1'} <= set(df.columns): return dict(zip(src, df[['x0', 'y0', 'x1', 'y1']].astype(int).itertuples(index=False, name=None)))
-    if 'mask' in df: return {s: (str(Path(masks)/m) if masks else str(m)) for s, m in zip(src, df['mask']) if isinstance(m, str)}
+def lesion_boxes(df:pd.DataFrame, masks=None) -> list:
+    "Each row's lesion box (from x0, y0, x1, y1 columns) or mask path (from a `mask` column, relative to `masks`); None where it has neither."
+    if {'x0', 'y0', 'x1', 'y1'} <= set(df.columns): return list(df[['x0', 'y0', 'x1', 'y1']].astype(int).itertuples(index=False, name=None))
+    if 'mask' in df: return [(str(Path(masks)/m) if masks else str(m)) if isinstance(m, str) else None for m in df['mask']]
     raise ValueError("lesion-centred crops need x0, y0, x1, y1 columns or a mask column in the table")
+
+def lesion_box_sources(df:pd.DataFrame, images=None, masks=None) -> dict:
+    "Source path (relative to `images`) to lesion box or mask path (`lesion_boxes`), for a table of one lesion an image."
+    return {str(Path(images)/p) if images else str(p): b for p, b in zip(df.image, lesion_boxes(df, masks)) if b is not None}
+
+def lesion_key(box) -> str:
+    "The text of a lesion `box`: 'x0,y0,x1,y1', or its mask's full path ('' for none: a frame crop)."
+    if box is None: return ''
+    return str(Path(box).resolve()) if isinstance(box, (str, Path)) else ','.join(str(int(v)) for v in box)
 
 # %% ../nbs/03_preprocess.ipynb #ee182d7e
 def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|None=None, chunk:int=256, masks=None, scheduler:str|None=None,
                **kwargs) -> pd.DataFrame:
-    "Crop and resize every image of `df` into a parameter-named cache below `out_dir` (on `workers` or the Dask cluster at `scheduler`, see `batch_executor`); return the table pointing into it."
+    "Crop and resize every image of `df` (cut around each row's lesion box or mask for `lesion_margin`) into a parameter-named cache below `out_dir` (on `workers` or the Dask cluster at `scheduler`, see `batch_executor`); return the table pointing into it."
     proc = Preprocessor(size=size, **kwargs)
     cache = Path(out_dir)/proc.name; cache.mkdir(parents=True, exist_ok=True)
     src = [str(Path(images)/p) if images else str(p) for p in df.image]
+    boxes = lesion_boxes(df, images if masks is None else masks) if proc.lesion_margin is not None else [None] * len(df)
+    keys = list(zip(src, map(lesion_key, boxes)))  # an entry is an image and, for lesion crops, the box or mask it was cut from
     manifest_path = cache/'manifest.csv'
-    cols = ['source_image', 'image', 'reason', *BOX_COLUMNS]  # every column, even when no image could be read
-    done = pd.read_csv(manifest_path).reindex(columns=cols) if manifest_path.exists() else pd.DataFrame(columns=cols)
-    finished = [(isinstance(p, str) and Path(p).is_file()) or isinstance(r, str) for p, r in zip(done.image, done.get('reason', done.image))]
+    cols = ['source_image', 'lesion_box', 'image', 'reason', *BOX_COLUMNS]  # every column, even when no image could be read
+    done = pd.read_csv(manifest_path, dtype={'lesion_box': str}).reindex(columns=cols) if manifest_path.exists() else pd.DataFrame(columns=cols)
+    done = done.assign(lesion_box=done.lesion_box.fillna('')).drop_duplicates(['source_image', 'lesion_box'], keep='last')  # '': a frame crop
+    finished = [(isinstance(p, str) and Path(p).is_file()) or isinstance(r, str) for p, r in zip(done.image, done.reason)]
     done = done.loc[np.array(finished, dtype=bool)]
-    have = set(done.source_image)
-    todo = [s for s in dict.fromkeys(src) if s not in have]
+    have = set(zip(done.source_image, done.lesion_box))
+    todo = {k: b for k, b in zip(keys, boxes) if k not in have}
     records = done.to_dict('records')
-    boxes = lesion_box_sources(df, images, images if masks is None else masks) if proc.lesion_margin is not None else {}
     if todo:
-        jobs = [(proc, s, cache/cache_name(s), boxes.get(s)) for s in todo]
+        jobs = [(proc, s, cache/cache_name(s, key), box) for (s, key), box in todo.items()]
         with batch_executor(workers, scheduler) as (pool, n):
             parts, saved = job_parts(jobs, n, chunk), time.time()
             for i, recs in enumerate(with_progress((pool.map if pool else map)(run_jobs, parts), total=len(parts))):
-                records += recs
+                records += [dict(r, lesion_box=lesion_key(job[-1])) for job, r in zip(parts[i], recs)]
                 if time.time() - saved > 30 or i == len(parts) - 1:  # a killed run resumes from the last manifest: at most 30 s lost
                     write_csv(pd.DataFrame(records, columns=cols), manifest_path); saved = time.time()
-    m = pd.DataFrame(records, columns=cols).set_index('source_image')
-    ok = m.reindex(src)
+    ok = pd.DataFrame(records, columns=cols).set_index(['source_image', 'lesion_box']).reindex(pd.MultiIndex.from_tuples(keys))
     good, reasons = ok.image.notna().to_numpy(), ok.reason
     out = df.assign(original_image=src)[good].copy()
     out['image'] = ok.image[good].to_numpy()

@@ -14,7 +14,7 @@ from fastai.vision.models.unet import DynamicUnet
 from fastcore.basics import patch
 from .core import *
 from . import datasets as ds
-from .preprocess import Preprocessor, cache_name
+from .preprocess import Preprocessor, cache_name, lesion_key
 from .data import aug_preset, loader_settings
 from .metrics import jaccard_per_image, dice_per_image, seg_metrics
 from .learner import timm_backbone, body_thirds_splitter
@@ -67,7 +67,7 @@ def cache_pairs(df:pd.DataFrame, out_dir, size:int=256, images=None, **kwargs) -
     proc = Preprocessor(size=size, **kwargs)
     cache = Path(out_dir)/f'{proc.name}_pairs'; cache.mkdir(parents=True, exist_ok=True)
     rel = lambda p: str(Path(images)/p) if images else str(p)
-    recs = [_cache_pair(proc, rel(i), rel(m), cache/cache_name(rel(i), rel(m), suffix=''))
+    recs = [_cache_pair(proc, rel(i), rel(m), cache/cache_name(rel(i), lesion_key(rel(m)), suffix=''))
             for i, m in with_progress(list(zip(df.image, df['mask'])))]
     ok = np.array(['reason' not in r for r in recs], bool)
     good = pd.DataFrame([r for r in recs if 'reason' not in r], columns=['source_image', 'source_mask', 'image', 'mask'])
