@@ -270,8 +270,8 @@ def run_config(r:Recipe, stats, settings:dict, lr:float, t0:float, processes:int
 
 # %% ../nbs/08_train.ipynb #7c9534c7
 def data_fingerprint(df:pd.DataFrame) -> str:
-    "A hash of the images, labels, masks and split (or folds) of table `df`: a run resumes only on the same."
-    cols = [c for c in ('image', 'label', 'mask', 'is_valid', 'fold') if c in df]
+    "A hash of the images, labels, masks or lesion boxes, and split (or folds) of table `df`: a run resumes only on the same."
+    cols = [c for c in ('image', 'label', 'mask', 'x0', 'y0', 'x1', 'y1', 'is_valid', 'fold') if c in df]
     return hashlib.sha1(pd.util.hash_pandas_object(df[cols].astype(str), index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 # %% ../nbs/08_train.ipynb #0c3181c0
