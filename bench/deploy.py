@@ -1,6 +1,6 @@
 """ONNX Runtime against PyTorch on the CPU: speed of the network, and what int8 quantisation costs in accuracy.
 
-On the default recipe's model (bench/train.py's `recipe`, Lite0 trained at 160 px on the shared lesions), side by side in one
+On the default recipe's model (bench/models.py's `recipe`, Lite0 trained at 160 px on the shared lesions), side by side in one
 run, alternating the runtimes each round (median of `--rounds`):
 - the network alone on decoded, normalised tensors, at 160 and 224 px (the same weights; the network takes any size): batch-1
   latency and batch-32 throughput of PyTorch fp32 eager (default layout), the fastest PyTorch path (channels-last, and

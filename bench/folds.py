@@ -1,10 +1,10 @@
 """Cross-validation on real images: a 5-fold ensemble against the single model, on held-out images neither saw.
 
-The split is bench/train.py's (shared lesions, UNK dropped: 8 classes, lesion-grouped on `split_group`, 15% validation, seed
-42). `train_folds` trains the default recipe at bench/train.py's budget (160 px, 1 frozen + 5 epochs) on 5 lesion-grouped
+The split is bench/models.py's (shared lesions, UNK dropped: 8 classes, lesion-grouped on `split_group`, 15% validation, seed
+42). `train_folds` trains the default recipe at bench/models.py's budget (160 px, 1 frozen + 5 epochs) on 5 lesion-grouped
 folds of the training part only; the validation images stay out of every fold. Reported: the out-of-fold balanced accuracy
 with its lesion-bootstrap 95% interval, and on the held-out validation images the fold ensemble and the single model
-(bench/train.py's `recipe`, trained here if absent), both predicted by `Classifier` as `lesion-analysis predict` would, with
+(bench/models.py's `recipe`, trained here if absent), both predicted by `Classifier` as `lesion-analysis predict` would, with
 lesion-bootstrap intervals and the paired interval of their difference.
 
     python bench/folds.py [--folds 5] [--epochs 5] [--size 160]

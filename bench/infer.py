@@ -1,4 +1,4 @@
-"""Inference on real images with the models of bench/train.py: TTA kinds, prior rescaling, an ensemble, UNK separation, speed.
+"""Inference on real images with the models of bench/models.py: TTA kinds, prior rescaling, an ensemble, UNK separation, speed.
 
 On the validation split of the training benchmark (the images in each model's valid_preds.csv):
 balanced accuracy and macro AUC without TTA, with each TTA kind, with prior rescaling, and for the mean of two models;

@@ -1,6 +1,6 @@
 """Prediction in each precision and runtime: how its answers compare with fp32, and its throughput against a bare fp32 forward pass.
 
-On the models of bench/train.py (`--models`; `recipe` is the default recipe, trained in fp32 with channels-last, and a model
+On the models of bench/models.py (`--models`; `recipe` is the default recipe, trained in fp32 with channels-last, and a model
 trained with `--precision bf16` may sit beside it): the model's own reduced-precision check from training, and `predict` in
 this machine's reduced precision (bf16 on a CPU with bf16 instructions) against fp32 on every validation image. Then
 throughput, side by side in one run, best of `--repeats`: `predict` (JPEG decoding, preprocessing, batching and the forward

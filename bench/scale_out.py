@@ -11,7 +11,7 @@ Each run is its own process (or processes), timed inside over the training phase
 Prediction: images/s of `predict` on the shared lesion images in this process against a local Dask cluster of N workers
 (each with its share of the cores), started by the run (`workers=N`: the cluster starts, each worker imports the library,
 loads the model and warms up) and running already (`scheduler=`, warmed up by a first run); the fixed cost of a fresh
-cluster is the difference of their times. The model is bench/results/models/recipe (from bench/train.py) when present, else a small model
+cluster is the difference of their times. The model is bench/results/models/recipe (from bench/models.py) when present, else a small model
 trained here for the purpose (its weights do not change the speed).
 
     python bench/scale_out.py [--batches 8] [--size 128] [--bs 32] [--repeats 2] [--images 600]
@@ -100,7 +100,7 @@ def training(a) -> dict:
                 guarded_vs_oversubscribed=round(guarded / over, 3))
 
 def bench_model() -> Path:
-    "bench/train.py's recipe model, else a small model trained here."
+    "bench/models.py's recipe model, else a small model trained here."
     for m in (RESULTS/'models'/'recipe', RESULTS/'models'/'distributed'):
         if (m/'config.json').is_file(): return m
     r = subprocess.run(['lesion-analysis', 'train', lesions()/'labels.csv', '--images', lesions()/'images', '--out', m, '--cache', RESULTS/'cache',

@@ -4,7 +4,7 @@ precision on this machine, and with the defaults (on a CPU: ONNX Runtime, the gr
 
 A FastAPI TestClient posts validation JPEGs of the shared lesions one request at a time to `/predict` (upload, decoding,
 preprocessing, the forward pass and the JSON answer; no Grad-CAM), alternating the apps, best of `--repeats`. Needs the model
-of bench/train.py.
+of bench/models.py.
 
     python bench/serve.py [--model recipe] [--images 48] [--repeats 2]
 """

@@ -2,7 +2,7 @@
 before micro-batching) and micro-batched (the default), with 1, 8 and 32 clients; then 64 clients sending paper-TTA requests
 to the default service, which sheds what it cannot answer in time.
 
-Each configuration is a real `lesion-analysis serve` process on the default recipe's model (bench/train.py's `recipe`, 160 px),
+Each configuration is a real `lesion-analysis serve` process on the default recipe's model (bench/models.py's `recipe`, 160 px),
 started the same way; the clients (threads of this process sharing one HTTP client with kept-alive connections, so that
 they take little of the CPU the service runs on) post validation JPEGs of the shared lesions to `/predict` (no Grad-CAM, no TTA) and each
 sends `--per-client` requests (at least 48 in all). Reported: requests/s, p50 and p95 latency, and the ratio to PyTorch one
