@@ -10,9 +10,10 @@ scored by the model of the fold that did not train on it.
   (the class frequencies of its training images).
 Balanced accuracy with its lesion-bootstrap 95% interval, macro AUC, and the paired difference from the recipe as `predict`
 scores it; each fold's per-image scores go to bench/results/accuracy/classification/ (committed, like accuracy.py's), so a
-run stopped part way goes on from the folds scored.
+run stopped part way goes on from the folds scored, and `--no-train` summarises the folds scored so far (pairs compared on
+the images both scored).
 
-    python bench/train.py [--seeds 42] [--folds 5]
+    python bench/train.py [--seeds 42] [--folds 5] [--no-train]
 """
 import argparse, json, os, time
 import numpy as np, pandas as pd, torch
@@ -49,13 +50,14 @@ def plain_fastai(df:pd.DataFrame, fold:int, seed:int, s:dict) -> pd.DataFrame:
                                                               tta='none', rescale=rescale) for rescale, p in ((False, probs), (True, rescale_priors(probs, priors)))],
                      ignore_index=True)
 
-def run_plain_fold(fold:int, k:int, seed:int) -> str:
-    "Plain fastai's per-image scores of fold `fold` of `seed`'s folds (reused when scored with today's settings)."
+def run_plain_fold(fold:int, k:int, seed:int, scored_only:bool=False) -> str|None:
+    "Plain fastai's per-image scores of fold `fold` of `seed`'s folds (reused when scored with today's settings; None if not there and `scored_only`)."
     out, scores, record = fold_files(OUT, 'classification', PLAIN, f'seed_{seed}', f'fold_{fold}')
     s = plain_settings()
     if scores.is_file():
         if (then := json.loads(record.read_text())['settings']) != s: raise SystemExit(f"{scores}: scored with {then}, not {s}; move it and {record} away to retrain it")
         return str(scores)
+    if scored_only: return None
     df, t0 = kfold_by_lesion(lesions_table(), k, seed), time.time()
     rows = plain_fastai(df, fold, seed, s)
     minutes = (time.time() - t0) / 60
@@ -69,11 +71,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seeds', default='42', help='comma-separated: each seed has its own folds')
     p.add_argument('--folds', type=int, default=5)
+    p.add_argument('--no-train', action='store_true', help='summarise the folds already scored')
     a = p.parse_args()
     seeds = [int(s) for s in a.seeds.split(',')]
     lesions_table()  # fails here, saying where it looked, when the shared data is absent
     files = [file for s in seeds for f in range(a.folds)  # fold by fold, the recipe then plain fastai
-             for file in (run_cls_fold(OUT, 'default', CLS_CANDIDATES['default'], f, a.folds, s, None), run_plain_fold(f, a.folds, s))]
+             for file in (run_cls_fold(OUT, 'default', CLS_CANDIDATES['default'], f, a.folds, s, None, a.no_train), run_plain_fold(f, a.folds, s, a.no_train))]
+    if not any(files): raise SystemExit("no fold scored yet: run without --no-train")
     scores = read_scores(files)
     summary = cls_summary(scores[(scores.candidate == 'default') & (scores.tta == 'none') | (scores.candidate == PLAIN)])
     report('train', dict(images=int(scores.image.nunique()), folds=a.folds, seeds=seeds, recipe=recipe_default('classification'), plain_fastai=plain_settings(),
