@@ -10,8 +10,7 @@ scored by the model of the fold that did not train on it.
   (the class frequencies of its training images).
 Balanced accuracy with its lesion-bootstrap 95% interval, macro AUC, and the paired difference from the recipe as `predict`
 scores it; each fold's per-image scores go to bench/results/accuracy/classification/ (committed, like accuracy.py's), so a
-run stopped part way goes on from the folds scored, and `--no-train` summarises the folds scored so far (pairs compared on
-the images both scored).
+run stopped part way goes on from the folds scored, and `--no-train` summarises the folds both have scored so far.
 
     python bench/train.py [--seeds 42] [--folds 5] [--no-train]
 """
@@ -79,6 +78,7 @@ def main():
              for file in (run_cls_fold(OUT, 'default', CLS_CANDIDATES['default'], f, a.folds, s, None, a.no_train), run_plain_fold(f, a.folds, s, a.no_train))]
     if not any(files): raise SystemExit("no fold scored yet: run without --no-train")
     scores = read_scores(files)
+    scores = scores[scores.groupby(['seed', 'fold']).candidate.transform('nunique') == 2]  # the folds both have scored
     summary = cls_summary(scores[(scores.candidate == 'default') & (scores.tta == 'none') | (scores.candidate == PLAIN)])
     report('train', dict(images=int(scores.image.nunique()), folds=a.folds, seeds=seeds, recipe=recipe_default('classification'), plain_fastai=plain_settings(),
                          baseline='the recipe, as predict scores it: no TTA, priors rescaled', summary=summary))
