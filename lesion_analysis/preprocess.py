@@ -249,7 +249,7 @@ def preprocess(df:pd.DataFrame, out_dir, size:int=448, images=None, workers:int|
                 records += [dict(r, lesion_box=lesion_key(job[-1])) for job, r in zip(parts[i], recs)]
                 if time.time() - saved > 30 or i == len(parts) - 1:  # a killed run resumes from the last manifest: at most 30 s lost
                     write_csv(pd.DataFrame(records, columns=cols), manifest_path); saved = time.time()
-    ok = pd.DataFrame(records, columns=cols).set_index(['source_image', 'lesion_box']).reindex(pd.MultiIndex.from_tuples(keys))
+    ok = pd.DataFrame(records, columns=cols).set_index(['source_image', 'lesion_box']).reindex(pd.MultiIndex.from_tuples(keys, names=['source_image', 'lesion_box']))
     good, reasons = ok.image.notna().to_numpy(), ok.reason
     out = df.assign(original_image=src)[good].copy()
     out['image'] = ok.image[good].to_numpy()
