@@ -4,7 +4,7 @@ from pathlib import Path
 import torch
 from lesion_analysis.core import atomic_write, shared_data
 from lesion_analysis.metrics import grouped_bootstrap
-from lesion_analysis.train import train
+from lesion_analysis.train import train, data_fingerprint
 
 RESULTS = Path(__file__).parent/'results'
 
@@ -35,9 +35,11 @@ def with_interval(fn, y, p, groups, n:int=1000) -> dict:
     lo, hi = grouped_bootstrap(fn, y, p, groups, n)
     return dict(value=round(float(fn(y, p)), 4), ci=[round(lo, 4), round(hi, 4)])
 
-def train_once(df, out:Path, recipe, retrain:bool=False) -> float|None:
-    "Train `recipe` on table `df` into model directory `out` unless it already holds that recipe (or `retrain`); the training minutes, or None when reused."
-    cfg = out/'config.json'
-    if not retrain and cfg.is_file() and json.loads(cfg.read_text())['recipe'] == dataclasses.asdict(recipe): return None
-    t0 = time.time(); train(df, out, recipe, cache=RESULTS/'cache', force=True)
+def train_once(df, out:Path, recipe, retrain:bool=False, **kwargs) -> float|None:
+    "Train `recipe` on table `df` into model directory `out` (passing `kwargs` to `train`) unless it holds that recipe trained on that table, or `retrain`; the training minutes, or None when reused."
+    stamp = out/'variant.json'
+    trained = json.loads(json.dumps(dict(recipe=dataclasses.asdict(recipe), data=data_fingerprint(df))))  # the data: images, labels, masks or boxes, split
+    if not retrain and (out/'config.json').is_file() and stamp.is_file() and json.loads(stamp.read_text()) == trained: return None
+    t0 = time.time(); train(df, out, recipe, cache=RESULTS/'cache', force=True, **kwargs)
+    with atomic_write(stamp) as tmp: tmp.write_text(json.dumps(trained, indent=1))
     return round((time.time() - t0) / 60, 1)
