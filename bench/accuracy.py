@@ -230,14 +230,14 @@ def run_jobs(fn, jobs:list, n:int) -> list:
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=pin_cores, initargs=(ctx.Value('i', 0), n)) as pool: return list(pool.map(fn, *zip(*jobs)))
 
 def classification(a):
-    names, seeds = chosen_candidates(a, CLS_CANDIDATES, 'classification'), [int(s) for s in a.seeds.split(',')]
+    base, seeds = parse_base(a.base), [int(s) for s in a.seeds.split(',')]
+    recipes = chosen_candidates(a, CLS_CANDIDATES, 'classification', base)
     lesions_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
-    base = parse_base(a.base)
-    jobs = [(root(a), n, {**base, **CLS_CANDIDATES[n]}, f, a.folds, s, a.limit, a.no_train) for s in seeds for f in range(a.folds) for n in names]
+    jobs = [(root(a), n, o, f, a.folds, s, a.limit, a.no_train) for s in seeds for f in range(a.folds) for n, o in recipes.items()]
     files = run_jobs(run_cls_fold, jobs, 1 if a.no_train else a.jobs)
     scores = read_scores(files)
     summary = cls_summary(scores)
-    report(results_name('accuracy_classification', a), dict(images=int(scores.image.nunique()), folds=a.folds, seeds=seeds, base=base, candidates={n: CLS_CANDIDATES[n] for n in names},
+    report(results_name('accuracy_classification', a), dict(images=int(scores.image.nunique()), folds=a.folds, seeds=seeds, base=base, candidates={n: CLS_CANDIDATES[n] for n in recipes},
                                            recipe_default=recipe_default('classification'),
                                            baseline=dict(zip(('candidate', 'tta', 'rescale'), CLS_BASELINE)), best=cls_best(summary), summary=summary))
 
@@ -259,26 +259,27 @@ def parse_base(text:str) -> dict:
     fields = {f.name: f for f in dataclasses.fields(Recipe)}
     return {k: option_type(fields[k])(v) for k, v in (kv.split('=') for kv in text.split(',') if kv)}
 
-def chosen_candidates(a, candidates:dict, task:str) -> list:
-    "The candidates `a` names, the default first (every candidate's baseline), each recipe checked before anything trains: its fields, and its offline weights installed."
+def chosen_candidates(a, candidates:dict, task:str, base:dict) -> dict:
+    "The recipe fields of each candidate `a` names on top of `base`, the default first (every candidate's baseline), each checked before anything trains: its fields, and its offline weights installed."
     names = a.candidates.split(',')
     if unknown := set(names) - set(candidates): raise SystemExit(f"unknown candidates {sorted(unknown)}; choose from {list(candidates)}")
-    for n in names if not a.no_train else []:  # summarising needs no weights
+    recipes = {n: {**base, **candidates[n]} for n in dict.fromkeys(['default', *names])}
+    for n, o in recipes.items() if not a.no_train else ():  # summarising needs no weights
         try:
-            r = Recipe(task=task, **{**parse_base(a.base), **candidates[n]})
+            r = Recipe(task=task, **o)
             if weights_source(r.arch, r.pretrained) == 'lite': lite_weights_file(r.arch)
         except (ValueError, ImportError) as e: raise SystemExit(f"candidate {n}: {e}") from None
-    return names if 'default' in names else ['default', *names]
+    return recipes
 
 def segmentation(a):
-    names = chosen_candidates(a, SEG_CANDIDATES, 'segmentation')
-    pairs_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
     base = parse_base(a.base)
-    jobs = [(root(a), n, {**base, **SEG_CANDIDATES[n]}, f, a.folds, a.seed, a.limit, a.no_train) for f in range(a.folds) for n in names]  # fold by fold
+    recipes = chosen_candidates(a, SEG_CANDIDATES, 'segmentation', base)
+    pairs_table(a.limit)  # fails here, saying where it looked, when the shared data is absent
+    jobs = [(root(a), n, o, f, a.folds, a.seed, a.limit, a.no_train) for f in range(a.folds) for n, o in recipes.items()]  # fold by fold
     files = run_jobs(run_seg_fold, jobs, 1 if a.no_train else a.jobs)
     scores = read_scores(files)
     summary = summarise(scores)
-    report(results_name('accuracy_segmentation', a), dict(pairs=int(scores.image.nunique()), folds=a.folds, seed=a.seed, base=base, candidates={n: SEG_CANDIDATES[n] for n in names},
+    report(results_name('accuracy_segmentation', a), dict(pairs=int(scores.image.nunique()), folds=a.folds, seed=a.seed, base=base, candidates={n: SEG_CANDIDATES[n] for n in recipes},
                                          recipe_default=recipe_default('segmentation'),
                                          baseline=dict(zip(('candidate', 'tta', 'clean'), BASELINE)), best=best(summary), summary=summary))
 
