@@ -36,11 +36,9 @@ recipe and weights are checked before anything trains.
 """
 import argparse, dataclasses, json, os, time
 from pathlib import Path
-from concurrent.futures import ProcessPoolExecutor
-import multiprocessing as mp
 import numpy as np, pandas as pd, torch
-from common import lesions, report, RESULTS
-from lesion_analysis.core import share_cores, shared_data, load_image, write_csv, atomic_write
+from common import lesions, report, run_jobs, RESULTS
+from lesion_analysis.core import shared_data, load_image, write_csv, atomic_write
 from lesion_analysis.datasets import read_mask_pairs, read_table, kfold_by_lesion, lesion_groups
 from lesion_analysis.metrics import grouped_bootstrap, mask_jaccard, balanced_accuracy, macro_auc
 from lesion_analysis.infer import Classifier, predict
@@ -64,15 +62,6 @@ CLS_CANDIDATES = {'default': {},  # the CLI's: Lite0 at 224 px, progressive resi
                   'smoothing': dict(label_smoothing=0.1), 'oversample': dict(oversample=True)}
 CLS_TTA = ('none', 'flips', 'paper')  # `predict`'s TTA choices ('fastai' reuses the training augmentation: see the infer notebook)
 CLS_BASELINE = ('default', 'none', True)  # today's product: the default recipe, `predict`'s defaults (no TTA, priors rescaled)
-
-def pin_cores(counter, jobs:int):
-    "Pool initializer: pin this worker to its contiguous share of the cores (DataLoader workers inherit it) and size its threads."
-    with counter.get_lock(): slot, counter.value = counter.value, counter.value + 1
-    cores = sorted(os.sched_getaffinity(0)); n = max(1, len(cores) // jobs)
-    os.sched_setaffinity(0, cores[slot % jobs * n:(slot % jobs + 1) * n] or cores)
-    share_cores(1)
-    mp.set_start_method('fork', force=True)  # a spawned worker inherits 'spawn': its DataLoader workers fork, as in a plain process
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as on a CPU
 
 def pairs_table(limit:int|None=None) -> pd.DataFrame:
     "The shared image + mask pairs (the first `limit` only, for a quick run)."
@@ -222,12 +211,6 @@ def cls_best(summary:dict) -> dict:
     "The candidate and prediction with the highest mean balanced accuracy."
     name, key, res = max(((n, k, r) for n, c in summary.items() for k, r in c['results'].items()), key=lambda t: t[2]['balanced_accuracy']['mean'])
     return dict(candidate=name, prediction=key, **res)
-
-def run_jobs(fn, jobs:list, n:int) -> list:
-    "`fn` of each of `jobs` (argument tuples), on `n` processes pinned to their share of the cores."
-    if n <= 1: return [fn(*j) for j in jobs]
-    ctx = mp.get_context('spawn')
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=pin_cores, initargs=(ctx.Value('i', 0), n)) as pool: return list(pool.map(fn, *zip(*jobs)))
 
 def classification(a):
     base, seeds = parse_base(a.base), [int(s) for s in a.seeds.split(',')]

@@ -1,8 +1,10 @@
 "Shared helpers of the benchmarks: the shared data, timing, and writing results."
 import dataclasses, json, os, platform, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing as mp
 from pathlib import Path
 import torch
-from lesion_analysis.core import atomic_write, shared_data
+from lesion_analysis.core import atomic_write, shared_data, share_cores
 from lesion_analysis.metrics import grouped_bootstrap
 from lesion_analysis.train import train, data_fingerprint
 
@@ -43,3 +45,19 @@ def train_once(df, out:Path, recipe, retrain:bool=False, **kwargs) -> float|None
     t0 = time.time(); train(df, out, recipe, cache=RESULTS/'cache', force=True, **kwargs)
     with atomic_write(stamp) as tmp: tmp.write_text(json.dumps(trained, indent=1))
     return round((time.time() - t0) / 60, 1)
+
+def pin_cores(counter, jobs:int):
+    "Pool initializer: pin this worker to its contiguous share of the cores (DataLoader workers inherit it) and size its threads."
+    with counter.get_lock(): slot, counter.value = counter.value, counter.value + 1
+    cores = sorted(os.sched_getaffinity(0)); n = max(1, len(cores) // jobs)
+    os.sched_setaffinity(0, cores[slot % jobs * n:(slot % jobs + 1) * n] or cores)
+    share_cores(1)
+    mp.set_start_method('fork', force=True)  # a spawned worker inherits 'spawn': its DataLoader workers fork, as in a plain process
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as on a CPU
+
+
+def run_jobs(fn, jobs:list, n:int) -> list:
+    "`fn` of each of `jobs` (argument tuples), on `n` processes pinned to their share of the cores."
+    if n <= 1: return [fn(*j) for j in jobs]
+    ctx = mp.get_context('spawn')
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=pin_cores, initargs=(ctx.Value('i', 0), n)) as pool: return list(pool.map(fn, *zip(*jobs)))
