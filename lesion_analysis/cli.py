@@ -116,8 +116,9 @@ RUNTIME_HELP = ('auto (default): ONNX Runtime for a directory written by lesion-
 
 def add_compute_args(p, runtime:str=''):
     "`--precision`, `--layout` (and for inference `--runtime`, explained by `runtime`): how the model computes (`learner.compute_plan`, `modeldir.RUNTIMES`; their choices, written out: usage errors answer before torch loads)."
-    p.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto', help='auto (default): bf16 on a CPU with bf16 instructions or a GPU that '
-                   'has it, fp16 mixed precision on other GPUs, else fp32; weights stay fp32 whatever is chosen')
+    p.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto', help='auto (default): training in fp32 on a CPU and '
+                   'in mixed precision on a GPU (bf16 where it has it, else fp16); prediction in the reduced precision of the hardware (bf16 on a CPU '
+                   'with bf16 instructions) only for a model that passed its check in it, else fp32; weights stay fp32 whatever is chosen')
     p.add_argument('--layout', choices=('auto', 'channels_last', 'contiguous'), default='auto', help='memory layout (auto: channels_last, except fp32 on a GPU)')
     if runtime: p.add_argument('--runtime', choices=('auto', 'torch', 'onnx'), default='auto', help=runtime)
 
