@@ -142,9 +142,10 @@ def summarise(scores:pd.DataFrame) -> dict:
             vs_baseline=mean_ci(d, dg))
     return out
 
-def best(summary:dict) -> dict:
-    "The candidate, TTA and cleaning with the highest mean Jaccard."
-    name, key, res = max(((n, k, r) for n, c in summary.items() for k, r in c['results'].items()), key=lambda t: t[2]['jaccard']['mean'])
+def best(summary:dict, metric:str, size:str) -> dict:
+    "The candidate and prediction with the highest mean `metric`, among the candidates measured on as many folds (`size`: folds, or runs of folds and seeds) as the most measured one."
+    full = max(c[size] for c in summary.values())
+    name, key, res = max(((n, k, r) for n, c in summary.items() if c[size] == full for k, r in c['results'].items()), key=lambda t: t[2][metric]['mean'])
     return dict(candidate=name, prediction=key, **res)
 
 def lesions_table(per_class:int|None=None) -> pd.DataFrame:
@@ -207,11 +208,6 @@ def cls_summary(scores:pd.DataFrame) -> dict:
                              ci=[round(v, 4) for v in grouped_bootstrap(diff, p_y[paired], both, p_groups[paired])]))
     return out
 
-def cls_best(summary:dict) -> dict:
-    "The candidate and prediction with the highest mean balanced accuracy."
-    name, key, res = max(((n, k, r) for n, c in summary.items() for k, r in c['results'].items()), key=lambda t: t[2]['balanced_accuracy']['mean'])
-    return dict(candidate=name, prediction=key, **res)
-
 def classification(a):
     base, seeds = parse_base(a.base), [int(s) for s in a.seeds.split(',')]
     recipes = chosen_candidates(a, CLS_CANDIDATES, 'classification', base)
@@ -222,7 +218,7 @@ def classification(a):
     summary = cls_summary(scores)
     report(results_name('accuracy_classification', a), dict(images=int(scores.image.nunique()), folds=a.folds, seeds=seeds, base=base, candidates={n: CLS_CANDIDATES[n] for n in recipes},
                                            recipe_default=recipe_default('classification'),
-                                           baseline=dict(zip(('candidate', 'tta', 'rescale'), CLS_BASELINE)), best=cls_best(summary), summary=summary))
+                                           baseline=dict(zip(('candidate', 'tta', 'rescale'), CLS_BASELINE)), best=best(summary, 'balanced_accuracy', 'runs'), summary=summary))
 
 def recipe_default(task:str) -> dict:
     "The CLI's default recipe for `task`, as the results record it."
@@ -264,7 +260,7 @@ def segmentation(a):
     summary = summarise(scores)
     report(results_name('accuracy_segmentation', a), dict(pairs=int(scores.image.nunique()), folds=a.folds, seed=a.seed, base=base, candidates={n: SEG_CANDIDATES[n] for n in recipes},
                                          recipe_default=recipe_default('segmentation'),
-                                         baseline=dict(zip(('candidate', 'tta', 'clean'), BASELINE)), best=best(summary), summary=summary))
+                                         baseline=dict(zip(('candidate', 'tta', 'clean'), BASELINE)), best=best(summary, 'jaccard', 'folds'), summary=summary))
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
