@@ -55,7 +55,6 @@ def pin_cores(counter, jobs:int):
     mp.set_start_method('fork', force=True)  # a spawned worker inherits 'spawn': its DataLoader workers fork, as in a plain process
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as on a CPU
 
-
 def run_jobs(fn, jobs:list, n:int) -> list:
     "`fn` of each of `jobs` (argument tuples), on `n` processes pinned to their share of the cores."
     if n <= 1: return [fn(*j) for j in jobs]
