@@ -10,6 +10,7 @@ from lesion_analysis.learner import compute_plan, reduced_precision
 
 TINY = ['--size', '40', '--bs', '16', '--epochs', '1', '--freeze-epochs', '0', '--lr', '1e-3']
 no_bf16 = mock.patch.multiple(torch.cpu, _is_avx512_bf16_supported=lambda: False, _is_amx_tile_supported=lambda: False)
+no_gpu = mock.patch.object(torch.cuda, 'is_available', lambda: False)  # a CPU-only machine, also where the tests run beside a GPU
 
 @pytest.fixture(scope='module')
 def syn(tmp_path_factory):
@@ -67,13 +68,13 @@ def test_bf16_predictions_of_a_model_that_passed_agree_with_fp32(models, syn):
         if cfg['precision_check']['passed']: assert agreement >= .99
 
 def test_auto_is_fp32_where_bf16_is_not_native(syn, tmp_path):
-    "Without bf16 instructions (the CPU's checks mocked) nothing runs in reduced precision: training, the check, prediction."
+    "On a CPU without bf16 instructions (its checks mocked, any GPU hidden) nothing runs in reduced precision: training, the check, prediction."
     from lesion_analysis.datasets import read_table
     from lesion_analysis.train import train, Recipe
     from lesion_analysis.learner import AutocastPrecision
     from lesion_analysis.infer import Classifier
     df = read_table(syn/'labels.csv', images=syn/'images')
-    with no_bf16:
+    with no_bf16, no_gpu:
         learn, cfg = train(df, tmp_path/'m', Recipe(size=40, bs=16, epochs=1, freeze_epochs=0, lr=1e-3), cache=tmp_path/'cache')
         assert Classifier(tmp_path/'m', runtime='torch').plan == dict(device='cpu', precision='fp32', layout='channels_last', runtime='torch')
         assert Classifier(tmp_path/'m').plan == dict(device='cpu', precision='fp32', layout='channels_last', runtime='torch')  # nothing exported yet
