@@ -30,17 +30,22 @@ def dark_mask(img:np.ndarray, thresh:int=30, rel:float=0.4) -> np.ndarray:
     return v < max(thresh, rel * np.median(v[h // 4:h - h // 4, w // 4:w - w // 4]))
 
 # %% ../nbs/03_preprocess.ipynb #7afa2fa1
+def _corners(a:np.ndarray, c:int) -> np.ndarray: return np.concatenate([a[:c, :c], a[:c, -c:], a[-c:, :c], a[-c:, -c:]], axis=None)
+def _border(a:np.ndarray) -> np.ndarray: return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+
 def frame_mask(img:np.ndarray, thresh:int=30, rel:float=0.4, corner:int=3, band:float=0.06) -> np.ndarray:
     "Boolean mask of the dark regions of `img` that reach a corner or lie as a thin band along an edge."
-    dark = dark_mask(img, thresh, rel).astype(np.uint8)
-    _, lab, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
-    c = corner
-    frame = set(np.concatenate([lab[:c, :c], lab[:c, -c:], lab[-c:, :c], lab[-c:, -c:]], axis=None))
-    border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+    dark = dark_mask(img, thresh, rel)
+    if not (_corners(dark, corner).any() or _border(dark).any()): return np.zeros_like(dark)  # nothing dark where a frame would start: no labelling
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
+    border = _border(lab)
     ids, contact = np.unique(border[border > 0], return_counts=True)
-    frame |= set(ids[stats[ids, cv2.CC_STAT_AREA] / contact < band * min(dark.shape)])
-    frame.discard(0)
-    return np.isin(lab, list(frame))
+    is_frame = np.zeros(n, bool)
+    is_frame[_corners(lab, corner)] = True
+    is_frame[ids[stats[ids, cv2.CC_STAT_AREA] / contact < band * min(dark.shape)]] = True
+    is_frame[0] = False  # the label of what is not dark
+    return is_frame[lab]
+
 
 # %% ../nbs/03_preprocess.ipynb #7b4c078d
 def frame_crop_box(mask:np.ndarray, max_dark:float=0.02, shave:int=2, min_keep:float=0.3) -> tuple:
