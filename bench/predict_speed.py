@@ -8,7 +8,8 @@ pass) in PyTorch fp32 with the default layout (the library before the precision 
 layout, in PyTorch's reduced precision, and with the defaults (on a CPU: ONNX Runtime, the graph exported at an earlier load),
 against a bare fp32 forward pass on the already decoded, preprocessed and normalised tensors, at batch 32 and at batch 1, on
 `--images` validation images (all of them by default: a few hundred milliseconds of work made the ratio swing by 1.5x). Each
-ratio is best against best; its range over the repeats (each repeat times every configuration in turn) shows the noise.
+ratio is best against best; its range and median over the repeats (each repeat times every configuration in turn, so each
+repeat's ratio pairs timings taken close together) show the noise of this shared machine.
 
     python bench/predict_speed.py [--models recipe,recipe-bf16] [--repeats 3] [--images N]
 """
@@ -57,7 +58,8 @@ def speed_figures(path, images, repeats) -> dict:
         ratios = {k: np.array(v) / np.array(rates['bare_fp32_forward']) for k, v in rates.items() if k != 'bare_fp32_forward'}
         figs[f'batch_{bs}'] = dict(images=n, repeats=repeats, images_per_s={k: round(max(v), 1) for k, v in rates.items()},
                                    **{f'{k}_vs_bare': round(max(rates[k]) / max(rates['bare_fp32_forward']), 3) for k in ratios},
-                                   ratio_range_over_repeats={k: [round(r.min(), 2), round(r.max(), 2)] for k, r in ratios.items()})
+                                   ratio_range_over_repeats={k: [round(r.min(), 2), round(r.max(), 2)] for k, r in ratios.items()},
+                                   ratio_median_over_repeats={k: round(float(np.median(r)), 2) for k, r in ratios.items()})
         print(f'batch {bs}:', figs[f'batch_{bs}'], flush=True)
     return figs
 
