@@ -46,7 +46,6 @@ def frame_mask(img:np.ndarray, thresh:int=30, rel:float=0.4, corner:int=3, band:
     is_frame[0] = False  # the label of what is not dark
     return is_frame[lab]
 
-
 # %% ../nbs/03_preprocess.ipynb #7b4c078d
 def frame_crop_box(mask:np.ndarray, max_dark:float=0.02, shave:int=2, min_keep:float=0.3) -> tuple:
     "The (x0, y0, x1, y1) box that leaves at most `max_dark` of `mask` on each edge."
